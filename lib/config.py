@@ -1,0 +1,203 @@
+"""SSH configuration: the official defaults (SSH/configs/default_config.yml), YAML merging and overrides.
+
+`get_config()` returns a fresh EasyDict; nothing is read or mutated at import time. Library
+functions receive plain values taken from it by the scripts. Key names are the official ones,
+so the official YAML files (including their `!!python/tuple` tags) merge unchanged. Keys the
+official code defines but never reads are kept (marked "legacy") so such files still merge.
+"""
+import ast
+import copy
+
+import yaml
+from easydict import EasyDict
+
+_DEFAULTS = {
+    "TRAIN": {
+        # Train at the original image size instead of SCALES / MAX_SIZE.
+        "ORIG_SIZE": False,
+        # Shorter side of the training blob in pixels (one scale is supported, as officially).
+        "SCALES": [1200],
+        # Longer side of the training blob is kept at most this many pixels.
+        "MAX_SIZE": 1600,
+        # Double the roidb with horizontally flipped copies.
+        "USE_FLIPPED": True,
+        # Images per forward pass (single-image batches only, as officially).
+        "IMS_PER_BATCH": 1,
+        # Legacy (Fast R-CNN RoI batch size): unused by SSH.
+        "BATCH_SIZE": 128,
+        # Legacy (Fast R-CNN background thresholds): unused by SSH.
+        "BG_THRESH_HI": 0.5,
+        "BG_THRESH_LOW": 0.0,
+        # Snapshot every SNAPSHOT iterations (wider.yml: 1000); infix for snapshot names.
+        "SNAPSHOT": 10000,
+        "SNAPSHOT_INFIX": "",
+        # Pair landscape with landscape images (irrelevant at one image per forward).
+        "ASPECT_GROUPING": True,
+        # Anchor labelling: IoU >= POSITIVE -> face, IoU < NEGATIVE -> background.
+        "ANCHOR_POSITIVE_OVERLAP": 0.5,
+        "ANCHOR_NEGATIVE_OVERLAP": 0.3,
+        # At most this fraction of ANCHORS_PER_BATCH is positive.
+        "ANCHOR_FG_FRACTION": 0.25,
+        # Labelled anchors per module and image.
+        "ANCHORS_PER_BATCH": 256,
+        # Legacy training-proposal settings: no proposal layer runs during SSH training.
+        "NMS_THRESH": 0.3,
+        "ANCHOR_N_PRE_NMS": 1000,
+        "ANCHOR_N_POST_NMS": 300,
+        "ANCHOR_MIN_SIZE": 4,
+        # Keep the positives with the lowest face probability (OHEM) instead of random ones.
+        "HARD_POSITIVE_MINING": True,
+        # Regression inside weights of positive anchors.
+        "BBOX_INSIDE_WEIGHTS": [1.0, 1.0, 1.0, 1.0],
+        # Legacy: -1 means uniform example weighting, the only mode the official layer uses.
+        "POSITIVE_WEIGHT": -1.0,
+        # Legacy: the official layer never forces the best anchor of each gt to be positive.
+        "FORCE_FG_FOR_EACH_GT": False,
+        # --- solver (SSH/models/solver_ssh.prototxt, main_train.py); not in default_config.yml ---
+        # Forward/backward passes accumulated per SGD step in one process. The official run
+        # saw 8 images per step (4 GPUs x iter_size 2); 8 reproduces that on one device.
+        "ITER_SIZE": 8,
+        "BASE_LR": 0.004,
+        "MOMENTUM": 0.9,
+        "WEIGHT_DECAY": 0.0005,
+        # Step policy: lr = BASE_LR * GAMMA ** floor(iter / STEPSIZE).
+        "GAMMA": 0.1,
+        "STEPSIZE": 18000,
+        # Number of SGD steps of the official run (main_train.py --iters).
+        "MAX_ITERS": 21000,
+        # Print a log line every DISPLAY iterations (solver `display`).
+        "DISPLAY": 20,
+    },
+    "TEST": {
+        # Test at the original image size.
+        "ORIG_SIZE": False,
+        # Shorter side(s) of the test blob; several values = pyramid test.
+        "SCALES": [1200],
+        # Longer side of the single-scale test blob kept at most this many pixels.
+        "MAX_SIZE": 1600,
+        # Pyramid test: the image is first bounded to [min side, max side] = this, then scaled
+        # by SCALES[k] / PYRAMID_BASE_SIZE[0].
+        "PYRAMID_BASE_SIZE": [800, 1200],
+        # NMS threshold on the merged detections (suppress IoU > thresh, +1 areas).
+        "NMS_THRESH": 0.3,
+        # Top detections kept per module before NMS.
+        "N_DETS_PER_MODULE": 1000,
+        # Minimum box side (in original-image pixels, times im_scale on the blob); 0 disables.
+        "ANCHOR_MIN_SIZE": 0,
+    },
+    # Legacy: Caffe debug output switch.
+    "DEBUG": False,
+    # BGR means subtracted from each pixel.
+    "PIXEL_MEANS": [[[102.9801, 115.9465, 122.7717]]],
+    # Seed of numpy / torch random generators.
+    "RNG_SEED": 3,
+    # Small constant guarding divisions.
+    "EPS": 1e-14,
+    # Root of datasets and weight files.
+    "DATA_DIR": "data",
+    # Command that runs the official MATLAB evaluation tool.
+    "MATLAB": "matlab",
+    # Experiment folder under output/.
+    "EXP_DIR": "SSH",
+    # Legacy: NMS runs on the device of the tensors (torchvision on CUDA).
+    "USE_GPU_NMS": True,
+    # Default CUDA device index.
+    "GPU_ID": 0,
+}
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """Safe YAML loader that also accepts the `!!python/tuple` tags of the official config files."""
+
+
+_ConfigLoader.add_constructor(
+    "tag:yaml.org,2002:python/tuple", lambda loader, node: list(loader.construct_sequence(node))
+)
+
+
+def default_config():
+    """A fresh copy of the official defaults."""
+    return EasyDict(copy.deepcopy(_DEFAULTS))
+
+
+def _coerce(value, old, key):
+    """Cast `value` to the type of the default `old`; lists and tuples are interchangeable."""
+    if isinstance(old, bool):
+        if isinstance(value, bool):
+            return value
+        raise ValueError(f"config key {key}: expected true/false, got {value!r}")
+    if isinstance(old, (int, float)) and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return type(old)(value) if isinstance(old, float) or float(value).is_integer() else value
+    if isinstance(old, (list, tuple)) and isinstance(value, (list, tuple)):
+        return list(value)
+    if isinstance(old, str) and isinstance(value, str):
+        return value
+    raise ValueError(f"config key {key}: type {type(value).__name__} does not match default {old!r}")
+
+
+def _merge(src, dst, prefix=""):
+    for k, v in src.items():
+        key = prefix + k
+        if k not in dst:
+            raise KeyError(f"unknown config key {key}")
+        if isinstance(dst[k], dict):
+            if not isinstance(v, dict):
+                raise ValueError(f"config key {key} must be a mapping")
+            _merge(v, dst[k], key + ".")
+        else:
+            dst[k] = _coerce(v, dst[k], key)
+
+
+def merge_yaml(cfg, path):
+    """Merge the YAML file at `path` into `cfg` in place; unknown keys and wrong types raise."""
+    with open(path) as f:
+        try:
+            data = yaml.load(f, Loader=_ConfigLoader) or {}
+        except yaml.YAMLError as e:
+            raise ValueError(f"{path}: not a valid YAML config: {e}") from e
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a config file must be a mapping of keys")
+    try:
+        _merge(EasyDict(data), cfg)
+    except (KeyError, ValueError) as e:
+        raise ValueError(f"{path}: {e.args[0]}") from e
+
+
+def set_key(cfg, key, text):
+    """Override dotted `key` (e.g. 'TEST.SCALES') with `text` parsed as a Python/YAML literal."""
+    node = cfg
+    parts = key.split(".")
+    for p in parts[:-1]:
+        if p not in node or not isinstance(node[p], dict):
+            raise KeyError(f"unknown config key {key}")
+        node = node[p]
+    if parts[-1] not in node or isinstance(node[parts[-1]], dict):
+        raise KeyError(f"unknown config key {key}")
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        value = yaml.safe_load(text)
+    node[parts[-1]] = _coerce(value, node[parts[-1]], key)
+
+
+def get_config(cfg_files=(), set_pairs=()):
+    """Defaults, then each YAML file in order, then (key, value-text) overrides."""
+    cfg = default_config()
+    for path in cfg_files:
+        merge_yaml(cfg, path)
+    for key, text in set_pairs:
+        set_key(cfg, key, text)
+    return cfg
+
+
+def add_config_args(parser):
+    """Add the shared `--cfg FILE` and `--set KEY VALUE` options to an argparse parser."""
+    parser.add_argument("--cfg", action="append", default=[], metavar="FILE",
+                        help="YAML config merged over the defaults (repeatable)")
+    parser.add_argument("--set", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
+                        help="override one config key, e.g. --set TEST.SCALES [800]")
+
+
+def config_from_args(args):
+    """The config described by the options of `add_config_args`."""
+    return get_config(args.cfg, [tuple(p) for p in args.set])
