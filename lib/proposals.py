@@ -1,0 +1,29 @@
+"""Test-time per-module proposals (SSH/layers/proposal_layer.py, TEST phase; SSH_SPEC.md section 5.1).
+
+Turns one image's raw head outputs of one module into at most `top_n` scored boxes on the blob:
+decode every anchor with its deltas, clip to the blob, drop boxes under the minimum size, keep the
+best `top_n` by face probability. No NMS here; it runs once over all modules (lib/nms).
+"""
+import torch
+
+from .anchors import module_anchors
+from .bbox import clip_boxes, decode, min_size_mask
+from .heads import face_probs, flat_deltas
+
+
+def module_proposals(module, cls_score, bbox_pred, blob_hw, min_size, top_n):
+    """(boxes (M, 4), scores (M,)) on the blob for module 'm1' | 'm2' | 'm3', score-descending.
+
+    cls_score: 1 x 2A x h x w logits, bbox_pred: 1 x 4A x h x w; blob_hw: (H, W) of the network input;
+    min_size: minimum +1 box side on the blob (0 disables); top_n: boxes kept (<= 0 keeps all).
+    """
+    h, w = cls_score.shape[-2:]
+    anchors = module_anchors(module, h, w, str(cls_score.device))
+    scores = face_probs(cls_score)[0]
+    boxes = clip_boxes(decode(anchors, flat_deltas(bbox_pred)[0].float()), *blob_hw)
+    if min_size > 0:
+        keep = min_size_mask(boxes, min_size)
+        boxes, scores = boxes[keep], scores[keep]
+    k = scores.numel() if top_n <= 0 else min(top_n, scores.numel())
+    scores, order = torch.topk(scores, k, sorted=True)
+    return boxes[order], scores
