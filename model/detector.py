@@ -1,0 +1,147 @@
+"""Face detection with SSH: preprocessing, network, per-module decoding, merge and NMS.
+
+Mirrors SSH/test.py of the official code (im_detect / test_net): single-scale test with
+TEST.SCALES[0] / TEST.MAX_SIZE, or the pyramid test when TEST.SCALES holds several sizes
+(SSH_SPEC.md sections 5.2 and 5.3). Detections are (N, 5) rows x1, y1, x2, y2, score in the
+original image's pixels (inclusive corners), score-descending.
+"""
+from contextlib import nullcontext
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from lib.blob import compute_scale, prep_image, to_tensor
+from lib.nms import nms
+from lib.proposals import module_proposals
+
+from .ssh import SSH
+
+MODULE_NAMES = ("m1", "m2", "m3")
+
+
+def as_bgr(image):
+    """BGR uint8 (H, W, 3) view of a grey, BGR or BGRA uint8 image; other inputs raise ValueError."""
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 numpy image, got {type(image).__name__} "
+                         f"{getattr(image, 'dtype', '')}")
+    if image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 1):
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if image.ndim == 3 and image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    if image.ndim == 3 and image.shape[2] == 3:
+        return image
+    raise ValueError(f"expected an H x W grey, BGR or BGRA image, got shape {image.shape}")
+
+
+class Detector:
+    """SSH network plus the official test-time pipeline.
+
+    test_cfg: cfg.TEST (SCALES, MAX_SIZE, ORIG_SIZE, PYRAMID_BASE_SIZE, NMS_THRESH, N_DETS_PER_MODULE,
+    ANCHOR_MIN_SIZE); pixel_means: BGR means; score_thresh: detections kept when score > it (official
+    test_net default 0.05). fast=True runs the network in reduced precision with channels_last
+    (bf16 on CPU, fp16 on CUDA); decoding and NMS always run in float32.
+    """
+
+    def __init__(self, net, test_cfg, pixel_means, device="cpu", score_thresh=0.05, fast=False):
+        self.device = torch.device(device)
+        self.fast = fast
+        memory_format = torch.channels_last if fast else torch.contiguous_format
+        self.net = net.to(self.device, memory_format=memory_format).eval()
+        self.cfg = test_cfg
+        self.pixel_means = np.asarray(pixel_means, dtype=np.float32).reshape(3)
+        self.score_thresh = score_thresh
+
+    def scales(self, height, width):
+        """[(scale, modules)] of the test levels for an image of height x width.
+
+        One level with all modules in the single-scale test; in the pyramid test, the base scale
+        bounds the image to PYRAMID_BASE_SIZE and level k is scaled by SCALES[k] / base; M3 is
+        left out of the largest level, as officially.
+        """
+        cfg = self.cfg
+        if cfg.ORIG_SIZE:
+            return [(1.0, MODULE_NAMES)]
+        if len(cfg.SCALES) == 1:
+            return [(compute_scale(height, width, cfg.SCALES[0], cfg.MAX_SIZE), MODULE_NAMES)]
+        base_min, base_max = cfg.PYRAMID_BASE_SIZE
+        base = compute_scale(height, width, base_min, base_max)
+        largest = max(cfg.SCALES)
+        return [(base * t / base_min, MODULE_NAMES[:2] if t == largest else MODULE_NAMES)
+                for t in cfg.SCALES]
+
+    def _autocast(self):
+        if not self.fast:
+            return nullcontext()
+        dtype = torch.float16 if self.device.type == "cuda" else torch.bfloat16
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    @torch.inference_mode()
+    def forward(self, blob):
+        """Raw heads {module: (cls_score, bbox_pred)} in float32 for a 1 x 3 x H x W blob."""
+        blob = blob.to(self.device, non_blocking=True)
+        if self.fast:
+            blob = blob.contiguous(memory_format=torch.channels_last)
+        with self._autocast():
+            heads = self.net(blob)
+        return {m: (c.float(), b.float()) for m, (c, b) in heads.items()}
+
+    def candidates(self, heads, scale, blob_hw, modules=MODULE_NAMES):
+        """(boxes (M, 4) in original-image pixels, scores (M,)) of the given modules before NMS."""
+        min_size = self.cfg.ANCHOR_MIN_SIZE * scale
+        boxes, scores = zip(*(module_proposals(m, *heads[m], blob_hw, min_size, self.cfg.N_DETS_PER_MODULE)
+                              for m in modules))
+        return torch.cat(boxes) / scale, torch.cat(scores)
+
+    def select(self, boxes, scores):
+        """(N, 5) float32 detections: score > score_thresh, then NMS (IoU > NMS_THRESH suppressed)."""
+        keep = scores > self.score_thresh
+        boxes, scores = boxes[keep], scores[keep]
+        keep = nms(boxes, scores, self.cfg.NMS_THRESH)
+        return torch.cat([boxes[keep], scores[keep, None]], dim=1)
+
+    def postprocess(self, heads, scale, image_hw):
+        """(N, 5) detections in original pixels from one image's `SSH.forward` output.
+
+        scale: blob size / original size; image_hw: (H, W) of the network input blob (im_info[:2]),
+        to which boxes are clipped before dividing by the scale.
+        """
+        return self.select(*self.candidates(heads, scale, image_hw))
+
+    def detect(self, image):
+        """(N, 5) float32 numpy detections x1, y1, x2, y2, score for a uint8 grey/BGR/BGRA image."""
+        image = as_bgr(image)
+        levels = []
+        for scale, modules in self.scales(*image.shape[:2]):
+            blob = prep_image(image, self.pixel_means, scale)
+            heads = self.forward(to_tensor(blob))
+            levels.append(self.candidates(heads, scale, blob.shape[:2], modules))
+        boxes, scores = (torch.cat(t) for t in zip(*levels))
+        return self.select(boxes, scores).cpu().numpy()
+
+
+def load_network(model_path):
+    """SSH with the weights of an official .caffemodel (strict) or a project .pth checkpoint."""
+    path = Path(model_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model file not found: {path}")
+    net = SSH()
+    if path.suffix == ".caffemodel":
+        net.load_caffemodel(path, strict=True)
+    elif path.suffix in (".pth", ".pt"):
+        net.load_checkpoint(path)
+    else:
+        raise ValueError(f"{path}: unknown model file type '{path.suffix}' (expected .caffemodel or .pth)")
+    return net
+
+
+def default_device():
+    """'cuda' when a GPU is available, else 'cpu'."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def build_detector(model_path, cfg, device=None, fast=False, score_thresh=0.05):
+    """Detector for the weights at `model_path` with the TEST settings and PIXEL_MEANS of `cfg`."""
+    net = load_network(model_path)
+    return Detector(net, cfg.TEST, cfg.PIXEL_MEANS, device or default_device(), score_thresh, fast)
