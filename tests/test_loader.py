@@ -1,0 +1,171 @@
+"""Training images (pixel pipeline, scale, flip), epoch sampler and DataLoader (SSH_SPEC.md 4.3)."""
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from lib.datasets.loader import EpochSampler, TrainDataset, make_loader
+from lib.datasets.roidb import RoidbEntry, append_flipped, training_roidb
+
+MINI = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mini_wider"
+MEANS = [[[102.9801, 115.9465, 122.7717]]]
+
+
+def entry(tmp_path, image, boxes, name="im.png"):
+    path = tmp_path / name
+    cv2.imwrite(str(path), image)
+    return RoidbEntry(str(path), image.shape[1], image.shape[0], np.asarray(boxes, np.float32).reshape(-1, 4))
+
+
+def test_constant_image_blob_values_and_scale(tmp_path):
+    image = np.empty((30, 40, 3), np.uint8)
+    image[:] = (110, 120, 130)
+    ds = TrainDataset([entry(tmp_path, image, [[5, 3, 14, 9]])], 60, 100, MEANS)
+    item = ds[0]
+    assert item["index"] == 0
+    assert item["data"].dtype == torch.float32 and item["data"].shape == (3, 60, 80)
+    for c, v in enumerate([110 - 102.9801, 120 - 115.9465, 130 - 122.7717]):
+        torch.testing.assert_close(item["data"][c], torch.full((60, 80), v), rtol=0, atol=1e-4)
+    torch.testing.assert_close(item["im_info"], torch.tensor([60.0, 80.0, 2.0]))
+    torch.testing.assert_close(item["gt_boxes"], torch.tensor([[10.0, 6.0, 28.0, 18.0]]))
+
+
+def test_max_size_bound_and_orig_size(tmp_path):
+    e = entry(tmp_path, np.zeros((20, 100, 3), np.uint8), [[1, 2, 3, 4]])
+    # s = 60 / 20 = 3 would make the long side 300 > 200, so s = 200 / 100 = 2.
+    item = TrainDataset([e], 60, 200, MEANS)[0]
+    assert item["data"].shape == (3, 40, 200)
+    torch.testing.assert_close(item["im_info"], torch.tensor([40.0, 200.0, 2.0]))
+    torch.testing.assert_close(item["gt_boxes"], torch.tensor([[2.0, 4.0, 6.0, 8.0]]))
+    item = TrainDataset([e], 60, 200, MEANS, orig_size=True)[0]
+    assert item["data"].shape == (3, 20, 100)
+    torch.testing.assert_close(item["im_info"], torch.tensor([20.0, 100.0, 1.0]))
+    # orig_size keeps the official MAX_SIZE bound: s = 50 / 100.
+    item = TrainDataset([e], 60, 50, MEANS, orig_size=True)[0]
+    assert item["data"].shape == (3, 10, 50)
+
+
+def test_gt_boxes_are_scaled_in_float64_then_rounded_to_float32(tmp_path):
+    e = entry(tmp_path, np.zeros((754, 1024, 3), np.uint8), [[140, 30, 218, 226]])
+    item = TrainDataset([e], 300, 500, MEANS)[0]
+    s = 300 / 754
+    expected = torch.tensor(np.array([[140, 30, 218, 226]], np.float64) * s, dtype=torch.float32)
+    assert torch.equal(item["gt_boxes"], expected)
+    assert item["data"].shape == (3, 300, 407)
+
+
+def test_flipped_box_covers_the_flipped_pixels(tmp_path):
+    image = np.zeros((30, 40, 3), np.uint8)
+    image[3:10, 5:15] = 255  # pixels of the inclusive box [5, 3, 14, 9]
+    e = entry(tmp_path, image, [[5, 3, 14, 9]])
+    original, flipped = (TrainDataset(append_flipped([e]), 60, 100, MEANS)[i] for i in (0, 1))
+    torch.testing.assert_close(flipped["data"], original["data"].flip(-1), rtol=0, atol=1e-3)
+    # Flipped box [40 - 14 - 1, 3, 40 - 5 - 1, 9] = [25, 3, 34, 9], times s = 2.
+    torch.testing.assert_close(flipped["gt_boxes"], torch.tensor([[50.0, 6.0, 68.0, 18.0]]))
+    # 2x bilinear: source pixels 25..34 cover blob columns 50..69 (= x2 * s + s - 1), rows 6..19.
+    bright = flipped["data"][0] > 255 / 2 - 102.9801  # blue channel above mid-grey
+    rows, cols = torch.nonzero(bright, as_tuple=True)
+    assert (cols.min().item(), cols.max().item(), rows.min().item(), rows.max().item()) == (50, 69, 6, 19)
+
+
+def test_unreadable_images_name_their_path(tmp_path):
+    missing = RoidbEntry(str(tmp_path / "gone.jpg"), 10, 10, np.zeros((1, 4), np.float32))
+    with pytest.raises(FileNotFoundError, match="gone.jpg"):
+        TrainDataset([missing], 60, 100, MEANS)[0]
+    junk = tmp_path / "junk.jpg"
+    junk.write_bytes(b"not an image")
+    with pytest.raises(OSError, match="junk.jpg"):
+        TrainDataset([RoidbEntry(str(junk), 10, 10, np.zeros((1, 4), np.float32))], 60, 100, MEANS)[0]
+    wrong = entry(tmp_path, np.zeros((10, 20, 3), np.uint8), [[0, 0, 1, 1]])
+    wrong = RoidbEntry(wrong.image, 21, 10, wrong.boxes)
+    with pytest.raises(ValueError, match=r"im.png: image is 20x10, the roidb says 21x10"):
+        TrainDataset([wrong], 60, 100, MEANS)[0]
+
+
+@pytest.mark.skipif(not MINI.is_dir(), reason="../shared/data/mini_wider absent")
+def test_mini_wider_blobs_and_flipped_faces():
+    roidb = training_roidb(MINI, "train")
+    ds = TrainDataset(roidb, 300, 500, MEANS)
+    names = [Path(e.image).name for e in roidb[:16]]
+    expected = {  # (width, height) -> blob (H, W), s
+        "1_Handshaking_Handshaking_1_71.jpg": ((300, 407), 300 / 754),
+        "13_Interview_Interview_Sequences_13_818.jpg": ((221, 500), 500 / 1024),  # 1024x452: MAX_SIZE bound
+        "13_Interview_Interview_Sequences_13_455.jpg": ((448, 300), 300 / 1024),
+    }
+    for name, (shape, s) in expected.items():
+        item = ds[names.index(name)]
+        assert tuple(item["data"].shape) == (3, *shape)
+        torch.testing.assert_close(item["im_info"], torch.tensor([*shape, s], dtype=torch.float32))
+    # 1024 * 300 / 1024 = 300 px exactly, so the flipped blob is the mirrored blob and each flipped
+    # box holds the mirrored face: blob x' = W_blob - x - s for the +1 box corners.
+    i = names.index("20_Family_Group_Family_Group_20_608.jpg")
+    original, flipped = ds[i], ds[i + 16]
+    torch.testing.assert_close(flipped["data"], original["data"].flip(-1), rtol=0, atol=1e-3)
+    s = 300 / 1024
+    torch.testing.assert_close(flipped["gt_boxes"][:, 0], 300 - original["gt_boxes"][:, 2] - s)
+    torch.testing.assert_close(flipped["gt_boxes"][:, 2], 300 - original["gt_boxes"][:, 0] - s)
+    for bo, bf in zip(original["gt_boxes"].tolist(), flipped["gt_boxes"].tolist()):
+        y1, y2 = round(bo[1]), round(bo[3] + s)
+        face = original["data"][:, y1:y2, round(bo[0]):round(bo[2] + s)]
+        mirrored = flipped["data"][:, y1:y2, round(bf[0]):round(bf[2] + s)]
+        torch.testing.assert_close(mirrored, face.flip(-1), rtol=0, atol=1e-3)
+        unflipped = flipped["data"][:, y1:y2, round(bo[0]):round(bo[2] + s)]
+        assert (unflipped - face.flip(-1)).abs().mean() > 10
+
+
+def stream(sampler, n):
+    it = iter(sampler)
+    return [next(it) for _ in range(n)]
+
+
+def test_sampler_epochs_are_seeded_permutations():
+    a = stream(EpochSampler(7, seed=3), 21)
+    assert a == stream(EpochSampler(7, seed=3), 21)
+    epochs = [a[0:7], a[7:14], a[14:21]]
+    assert all(sorted(e) == list(range(7)) for e in epochs)
+    assert len({tuple(e) for e in epochs}) == 3
+    assert epochs[1] == stream(EpochSampler(7, seed=4), 7)  # epoch e uses seed + e
+    assert a != stream(EpochSampler(7, seed=5), 21)
+
+
+def test_sampler_shards_steps_disjointly():
+    n, world = 11, 3  # 11 // 3 = 3 steps per epoch, 2 items dropped
+    streams = [stream(EpochSampler(n, seed=0, rank=r, world_size=world), 6) for r in range(world)]
+    for epoch in range(2):
+        perm = EpochSampler(n, seed=0).permutation(epoch).tolist()
+        steps = [[streams[r][3 * epoch + t] for r in range(world)] for t in range(3)]
+        assert [x for step in steps for x in step] == perm[:9]
+        assert len(set(perm[:9])) == 9
+
+
+def test_sampler_resumes_exactly_from_consumed_count():
+    reference = stream(EpochSampler(10, seed=1, rank=1, world_size=2), 30)
+    for consumed in (0, 3, 5, 7, 12, 25):
+        assert stream(EpochSampler(10, seed=1, rank=1, world_size=2, start=consumed), 5) == \
+            reference[consumed:consumed + 5]
+
+
+def test_sampler_rejects_bad_arguments():
+    for kwargs in ({"rank": 2, "world_size": 2}, {"rank": -1}, {"start": -1}, {"world_size": 20}):
+        with pytest.raises(ValueError):
+            EpochSampler(10, seed=0, **kwargs)
+
+
+def test_loader_with_two_workers_resumes_exactly(tmp_path):
+    rng = np.random.default_rng(0)
+    roidb = [entry(tmp_path, rng.integers(0, 256, (12 + i, 16, 3), dtype=np.uint8), [[1, 1, 5, 5]], f"{i}.png")
+             for i in range(5)]
+    ds = TrainDataset(roidb, 24, 40, MEANS)
+    reference = stream(EpochSampler(5, seed=7), 12)
+    loader = make_loader(ds, EpochSampler(5, seed=7), workers=2, pin_memory=False)
+    assert loader.persistent_workers and loader.num_workers == 2 and loader.batch_size is None
+    it = iter(loader)
+    first = [next(it) for _ in range(7)]  # workers have prefetched beyond these
+    assert [x["index"] for x in first] == reference[:7]
+    assert torch.equal(first[3]["data"], ds[first[3]["index"]]["data"])
+    del it, loader
+    resumed = make_loader(ds, EpochSampler(5, seed=7, start=7), workers=2, pin_memory=False)
+    it = iter(resumed)
+    assert [next(it)["index"] for _ in range(5)] == reference[7:12]
