@@ -1,0 +1,108 @@
+"""Evaluate SSH on WIDER FACE val, or score any predictions folder, with the official tool's numbers.
+
+  python3 eval.py [--model PATH] [--cfg FILE] [--set KEY VALUE] [--data DIR] [--net_name NAME]
+                  [--no_cache] [--device DEV]
+      detect every val image, write output/<EXP_DIR>/wider_val/<net_name>/detections/<event>/<image>.txt,
+      then evaluate them (results.json and pr_curves.png beside the detections).
+  python3 eval.py --predictions DIR [--gt DIR] [--json FILE] [--plot FILE]
+      evaluate an existing predictions folder only.
+"""
+import argparse
+import json
+import math
+import shlex
+import sys
+from pathlib import Path
+
+from lib.config import add_config_args, config_from_args
+from lib.evaluation import SETTINGS, load_ground_truth, wider_eval
+from lib.evaluation.plot import plot_pr_curves
+from lib.evaluation.run import run_detection, val_images
+from lib.evaluation.wider_txt import atomic_write_text
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--predictions", metavar="DIR", help="evaluate this predictions folder, skip detection")
+    parser.add_argument("--model", default="data/SSH_models/SSH.caffemodel", help=".caffemodel or .pth weights")
+    parser.add_argument("--data", default="data/datasets/wider", help="WIDER root (WIDER_val/, wider_face_split/)")
+    parser.add_argument("--gt", metavar="DIR", help="official ground_truth/ folder with wider_face_val.mat and "
+                        "wider_{easy,medium,hard}_val.mat (default: <data>/eval_tools/ground_truth)")
+    parser.add_argument("--net_name", default="SSH", help="name of the detection run (folder and legend)")
+    parser.add_argument("--no_cache", action="store_true", help="neither reuse nor write cached detections")
+    parser.add_argument("--device", help="torch device, e.g. cpu or cuda:0 (default: cuda when available)")
+    parser.add_argument("--json", metavar="FILE", help="write the APs and PR curves as JSON")
+    parser.add_argument("--plot", metavar="FILE", help="write the PR curves as a PNG")
+    parser.add_argument("--baselines", metavar="DIR", help="the tool's plot/baselines/Val/setting_int folder, "
+                        "drawn as baseline curves")
+    add_config_args(parser)
+    return parser.parse_args(argv)
+
+
+def detect(args, cfg, run_dir):
+    """Write the prediction files of every val image; returns their folder."""
+    from model.detector import build_detector
+
+    names, image_root = val_images(args.data)
+    model = Path(args.model)
+    if not model.is_file():
+        raise FileNotFoundError(f"model file not found: {model}")
+    detector = build_detector(model, cfg, args.device)
+    stat = model.stat()
+    key = {"model": str(model.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+           "TEST": cfg.TEST, "PIXEL_MEANS": cfg.PIXEL_MEANS}
+    pred_dir = run_dir / "detections"
+    cache_dir = None if args.no_cache else run_dir / "cache"
+    computed = run_detection(detector.detect, names, image_root, pred_dir, cache_dir, key)
+    print(f"{computed} images detected, {len(names) - computed} taken from the cache; "
+          f"predictions in {pred_dir}")
+    return pred_dir
+
+
+def _json_list(values):
+    return [None if math.isnan(v) else float(v) for v in values]
+
+
+def report(results, pred_dir, gt_dir, name, matlab, json_path, plot_path, baselines):
+    """Print the AP table, write the JSON and PNG when asked, print the official tool's command."""
+    print(f"{'setting':<8}AP")
+    for s, r in results.items():
+        print(f"{s:<8}{r['ap']!r}")
+    if json_path:
+        data = {s: r["ap"] for s, r in results.items()}
+        data["pr_curves"] = {s: {"precision": _json_list(r["precision"]), "recall": _json_list(r["recall"])}
+                             for s, r in results.items()}
+        atomic_write_text(json_path, json.dumps(data, indent=1) + "\n")
+        print(f"results: {json_path}")
+    if plot_path:
+        print(f"PR curves: {plot_pr_curves(results, plot_path, name, baselines)}")
+    tool_dir = Path(gt_dir).resolve().parent
+    call = f"wider_eval('{Path(pred_dir).resolve()}','{name}','{tool_dir / 'plot'}'); quit;"
+    print("Official MATLAB tool (same numbers, minutes instead of seconds):\n"
+          f'  cd {shlex.quote(str(tool_dir))} && {matlab} -nodisplay -nodesktop -r "{call}"')
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        cfg = config_from_args(args)
+        gt_dir = Path(args.gt or Path(args.data) / "eval_tools" / "ground_truth")
+        gt = load_ground_truth(gt_dir)
+        json_path, plot_path = args.json, args.plot
+        if args.predictions:
+            pred_dir, name = Path(args.predictions), Path(args.predictions).name
+        else:
+            run_dir = Path("output") / cfg.EXP_DIR / "wider_val" / args.net_name
+            pred_dir, name = detect(args, cfg, run_dir), args.net_name
+            json_path = json_path or run_dir / "results.json"
+            plot_path = plot_path or run_dir / "pr_curves.png"
+        results = wider_eval(pred_dir, gt, SETTINGS)
+        report(results, pred_dir, gt_dir, name, cfg.MATLAB, json_path, plot_path, args.baselines)
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        print(f"eval.py: error: {e.args[0] if e.args else e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,12 @@
+"""WIDER FACE val evaluation identical to the official MATLAB tool (lib/wider_eval_tools), and the
+writer of its per-image prediction files. One module per official function:
+read_pred.m -> read_pred, norm_score.m -> norm_score, evaluation.m -> evaluation,
+boxoverlap.m -> boxoverlap, plot/VOCap.m -> voc_ap, wider_eval.m -> wider_eval, plot/wider_plot.m -> plot.
+"""
+from .ground_truth import SETTINGS, GroundTruth, load_ground_truth
+from .read_pred import PredictionWarning, read_pred
+from .wider_eval import wider_eval
+from .wider_txt import write_image_detections
+
+__all__ = ["SETTINGS", "GroundTruth", "PredictionWarning", "load_ground_truth", "read_pred",
+           "wider_eval", "write_image_detections"]

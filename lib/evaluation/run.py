@@ -1,0 +1,97 @@
+"""Detection over a WIDER split with a per-image cache, resumable (official SSH/test.py test_net).
+
+Each image's detections are cached as `<cache_dir>/<event>/<image>.npy` (float32 (N, 5), read
+with allow_pickle=False) the moment they are computed, so an interrupted run resumes at the
+first image without a cache file. `cache_dir/meta.json` records what produced the cache (model,
+test config); a different key discards the old cache files. Prediction files are (re)written
+for every image from the detections.
+"""
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from lib.datasets.wider import annotation_file, image_dir, read_annotations
+
+from .wider_txt import atomic_write_text, write_image_detections
+
+_META = "meta.json"
+
+
+def val_images(data_dir):
+    """Image names `<event>/<image>.jpg` of WIDER val in split-file order, and their root folder."""
+    path = annotation_file(data_dir, "val")
+    if not path.is_file():
+        raise FileNotFoundError(f"WIDER val annotations not found: {path}")
+    return [im.name for im in read_annotations(path)], image_dir(data_dir, "val")
+
+
+def _save_npy(path, array):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        np.save(f, array, allow_pickle=False)
+    tmp.replace(path)
+
+
+def _load_npy(path):
+    """Cached (N, 5) float32 detections, or None when absent or unreadable."""
+    try:
+        dets = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError):
+        return None
+    return dets if dets.ndim == 2 and dets.shape[1] == 5 and dets.dtype == np.float32 else None
+
+
+def _open_cache(cache_dir, key):
+    """Make `cache_dir` hold the cache of `key`, deleting cache files made under another key."""
+    meta = cache_dir / _META
+    text = json.dumps(key, sort_keys=True)
+    if meta.is_file() and meta.read_text() == text:
+        return
+    for old in cache_dir.rglob("*.npy"):
+        old.unlink()
+    atomic_write_text(meta, text)
+
+
+def _check_detections(dets, name):
+    dets = np.asarray(dets)
+    if dets.ndim != 2 or dets.shape[1] != 5:
+        raise ValueError(f"{name}: detect() returned shape {dets.shape}, expected (N, 5)")
+    return dets.astype(np.float32, copy=False)
+
+
+def run_detection(detect, image_names, image_root, pred_dir, cache_dir=None, cache_key=None,
+                  progress=True):
+    """Detect every image and write its prediction file under `pred_dir`; returns the count computed.
+
+    detect: callable BGR uint8 image -> (N, 5) x1, y1, x2, y2, score. image_names: `<event>/<image>.jpg`
+    relative to `image_root`. cache_dir: None disables the cache (everything is recomputed).
+    cache_key: JSON-serialisable description of the detector; a changed key invalidates the cache.
+    A missing image raises FileNotFoundError before any detection runs.
+    """
+    image_root = Path(image_root)
+    missing = [n for n in image_names if not (image_root / n).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} of {len(image_names)} images are missing under "
+                                f"{image_root}, e.g. {missing[0]}")
+    if cache_dir is not None:
+        cache_dir = Path(cache_dir)
+        _open_cache(cache_dir, cache_key)
+    computed = 0
+    bar = tqdm(image_names, desc="detect", unit="img", disable=not progress)
+    for name in bar:
+        cache = cache_dir / Path(name).with_suffix(".npy") if cache_dir is not None else None
+        dets = _load_npy(cache) if cache is not None else None
+        if dets is None:
+            image = cv2.imread(str(image_root / name), cv2.IMREAD_COLOR)
+            if image is None:
+                raise ValueError(f"{image_root / name}: not a readable image")
+            dets = _check_detections(detect(image), name)
+            computed += 1
+            if cache is not None:
+                _save_npy(cache, dets)
+        write_image_detections(pred_dir, name, dets)
+    return computed
