@@ -48,11 +48,13 @@ def test_max_size_bound_and_orig_size(tmp_path):
 
 
 def test_gt_boxes_are_scaled_in_float64_then_rounded_to_float32(tmp_path):
-    e = entry(tmp_path, np.zeros((754, 1024, 3), np.uint8), [[140, 30, 218, 226]])
+    # With s = 300 / 754, 3 * s and 17 * s round differently in float32 arithmetic.
+    e = entry(tmp_path, np.zeros((754, 1024, 3), np.uint8), [[3, 6, 17, 226]])
     item = TrainDataset([e], 300, 500, MEANS)[0]
     s = 300 / 754
-    expected = torch.tensor(np.array([[140, 30, 218, 226]], np.float64) * s, dtype=torch.float32)
+    expected = torch.tensor(np.array([[3, 6, 17, 226]], np.float64) * s, dtype=torch.float32)
     assert torch.equal(item["gt_boxes"], expected)
+    assert not torch.equal(item["gt_boxes"], torch.tensor([[3.0, 6.0, 17.0, 226.0]]) * np.float32(s))
     assert item["data"].shape == (3, 300, 407)
 
 

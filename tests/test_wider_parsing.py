@@ -96,6 +96,13 @@ def test_malformed_file_names_file_and_line(tmp_path, text, line, message):
     assert message in str(err.value)
 
 
+def test_binary_file_is_named(tmp_path):
+    path = tmp_path / "gt.bin"
+    path.write_bytes(b"a.jpg\n1\n\xff\xfe 2 3 4\n")
+    with pytest.raises(ValueError, match=r"gt\.bin: not a UTF-8 text file"):
+        read_annotations(path)
+
+
 def test_trailing_blank_lines_and_empty_file(tmp_path):
     assert len(read_annotations(write(tmp_path, "a.jpg\n1\n1 2 3 4\n\n\n"))) == 1
     assert read_annotations(write(tmp_path, "", "empty.txt")) == []

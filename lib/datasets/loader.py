@@ -72,6 +72,10 @@ class EpochSampler(Sampler):
     together covers permutation[t*W : (t+1)*W]; the last num_items % W positions are dropped, so
     every rank yields `epoch_length` = num_items // W items per epoch.
 
+    The official per-GPU data layers shuffle independently (with aspect grouping, which is
+    irrelevant at one image per forward); one shared permutation instead gives every rank
+    disjoint images at each step.
+
     Exact resume: a DataLoader with workers prefetches ahead of the trainer, so the trainer must
     count the items it has *consumed* on this rank and rebuild the sampler with `start` = that
     count; iteration then continues with the item that would have come next.

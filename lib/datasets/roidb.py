@@ -10,9 +10,12 @@ import numpy as np
 from lib.datasets.wider import annotation_file, image_dir, image_size, read_annotations, wider_boxes
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class RoidbEntry:
-    """One training image: `image` path, `width` x `height` of the file, `boxes` (M, 4) float32."""
+    """One training image: `image` path, `width` x `height` of the file, `boxes` (M, 4) float32.
+
+    Compared by identity (the boxes are an array).
+    """
     image: str
     width: int
     height: int

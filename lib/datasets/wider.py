@@ -102,7 +102,10 @@ def read_annotations(path):
     Malformed input raises ValueError naming the file and 1-based line number.
     """
     path = Path(path)
-    lines = path.read_text().splitlines()
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not a UTF-8 text file ({e.reason} at byte {e.start})") from None
     while lines and not lines[-1].strip():
         lines.pop()
     names, counts, starts = [], [], []
