@@ -50,7 +50,7 @@ def _is_dummy(line):
 
 
 def _parse_ragged(path, lines, linenos):
-    """Slow path of `_parse_numbers`: lines may differ in length; the first bad line raises."""
+    """Slow path of `_parse_numbers`: lines may differ in length; a short, then a non-numeric line raises."""
     tokens = [line.split() for line in lines]
     lengths = np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens))
     short = np.flatnonzero(lengths < 4)
