@@ -1,0 +1,177 @@
+"""lib/targets.py against hand-worked cases of SSH_SPEC.md section 3 (anchor_target_layer.py)."""
+import math
+
+import pytest
+import torch
+
+from lib.anchors import module_anchors
+from lib.bbox import box_iou
+from lib.targets import anchor_targets, max_overlaps
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+OFFICIAL = dict(positive_overlap=0.5, negative_overlap=0.3, batch_size=256, fg_fraction=0.25)
+
+
+def k(y, x, a, width, num_anchors=2):
+    """Flat (y, x, a) index."""
+    return (y * width + x) * num_anchors + a
+
+
+def random_gt(n, lo, hi, height, width, gen):
+    wh = torch.rand(n, 1, generator=gen) * (hi - lo) + lo
+    xy = torch.rand(n, 2, generator=gen) * (torch.tensor([width, height]) - wh)
+    return torch.cat([xy, xy + wh - 1], dim=1)
+
+
+@pytest.mark.parametrize("max_pairs", [1 << 20, 3000])
+def test_max_overlaps_equals_dense_iou(max_pairs):
+    gen = torch.Generator().manual_seed(0)
+    for module, h, w in [("m1", 20, 30), ("m2", 10, 15), ("m3", 5, 8)]:
+        anchors = module_anchors(module, h, w)
+        gt = random_gt(100, 4, 60, h * 8, w * 8, gen)
+        best, arg = max_overlaps(anchors, gt, max_pairs=max_pairs)
+        dense = box_iou(anchors.double(), gt.double())
+        ref_best, ref_arg = dense.max(dim=1)
+        assert torch.equal(best, ref_best)
+        # numpy argmax: first gt among equal maxima; gt 0 for anchors overlapping nothing.
+        assert torch.equal(arg, torch.where(ref_best > 0, ref_arg, 0))
+
+
+def test_max_overlaps_first_gt_wins_ties_and_touching_boxes_overlap():
+    anchors = torch.tensor([[0.0, 0, 15, 15], [100, 100, 115, 115], [200, 200, 215, 215]])
+    gt = torch.tensor([[100.0, 100, 115, 115], [0, 0, 15, 15], [0, 0, 15, 15], [215.5, 200, 230, 215]])
+    best, arg = max_overlaps(anchors, gt)
+    assert arg.tolist() == [1, 0, 3]
+    # +1 rule: x in [215.5, 215] still intersects 0.5 px wide: 8 / (256 + 15.5 * 16 - 8).
+    assert best.tolist() == [1.0, 1.0, 8 / (256 + 15.5 * 16 - 8)]
+
+
+def test_no_gt_gives_zero_overlaps():
+    best, arg = max_overlaps(module_anchors("m1", 3, 3), torch.zeros((0, 4)))
+    assert best.abs().sum() == 0 and arg.abs().sum() == 0 and best.shape == (18,)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_gt_partly_outside_image_inside_test_and_targets(device):
+    # M1 on a 32 x 32 blob: 4 x 4 cells; a=0 anchors (8x, 8y, 8x+15, 8y+15), a=1 (8x-8, 8y-8, 8x+23, 8y+23).
+    anchors = module_anchors("m1", 4, 4, device)
+    gt = torch.tensor([[-4.0, 0, 11, 15]], device=device)
+    t = anchor_targets(anchors, gt, (32, 32), 0, **OFFICIAL)
+    # Inside with border 0: a=0 at x, y <= 2 (9 anchors), a=1 only at (1, 1).
+    inside = [k(y, x, 0, 4) for y in range(3) for x in range(3)] + [k(1, 1, 1, 4)]
+    expect = torch.full((32,), -1)
+    expect[inside] = 0
+    expect[k(0, 0, 0, 4)] = 1  # IoU 12*16 / (256 + 256 - 192) = 0.6
+    assert t.labels.cpu().tolist() == expect.tolist()
+    assert t.labels.dtype == torch.int64
+    # Positive: anchor centre (8, 8), gt centre (4, 8), both 16 x 16.
+    assert t.bbox_targets[k(0, 0, 0, 4)].tolist() == [-0.25, 0, 0, 0]
+    # Every inside anchor gets targets: (8, 0, 23, 15) has IoU 1/7 and dx = (4 - 16) / 16.
+    assert t.bbox_targets[k(0, 1, 0, 4)].tolist() == [-0.75, 0, 0, 0]
+    # (-8, -8, 23, 23) overlaps the gt (IoU 0.25) but is outside: no label, no targets.
+    outside = torch.ones(32, dtype=torch.bool)
+    outside[inside] = False
+    assert t.bbox_targets[outside.to(device)].abs().sum() == 0
+    iw = torch.zeros(32, 4)
+    iw[k(0, 0, 0, 4)] = 1
+    assert torch.equal(t.inside_weights.cpu(), iw)
+    ow = torch.zeros(32, 4)
+    ow[inside] = 1 / 10
+    assert torch.allclose(t.outside_weights.cpu(), ow, rtol=0, atol=1e-9)
+    # Border 8 admits (-8, -8, 23, 23): IoU 0.25 -> negative, targets to the gt 32 -> 16 px box.
+    t8 = anchor_targets(anchors, gt, (32, 32), 8, **OFFICIAL)
+    assert t8.labels[k(0, 0, 1, 4)] == 0
+    assert torch.allclose(t8.bbox_targets[k(0, 0, 1, 4)].cpu(),
+                          torch.tensor([-0.125, 0, math.log(0.5), math.log(0.5)]))
+
+
+def test_ignored_band_and_no_forced_best_anchor():
+    # (0, 0, 15, 15) vs a 12 x 12 face at (2, 2): IoU 144 / 256 = 0.5625 -> positive; vs an 11 x 11
+    # face: 121 / 256 = 0.47 -> ignored (-1), and NOT forced positive (no best-anchor rule).
+    anchors = module_anchors("m1", 4, 4)
+    for side, label in [(12, 1), (11, -1)]:
+        gt = torch.tensor([[2.0, 2, 2 + side - 1, 2 + side - 1]])
+        t = anchor_targets(anchors, gt, (32, 32), 0, **OFFICIAL)
+        assert t.labels[k(0, 0, 0, 4)] == label
+        assert (t.labels == 1).sum() == (label == 1)
+
+
+def crowd(device):
+    """M1 on a 320 x 320 blob, gt = the a=0 anchors of the 400 even cells (IoU 1 each)."""
+    anchors = module_anchors("m1", 40, 40, device)
+    cells = [k(y, x, 0, 40) for y in range(0, 40, 2) for x in range(0, 40, 2)]
+    gen = torch.Generator().manual_seed(1)
+    prob = (torch.randperm(anchors.shape[0], generator=gen).float() / anchors.shape[0]).to(device)
+    return anchors, anchors[cells].clone(), torch.tensor(cells, device=device), prob
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_ohem_keeps_lowest_prob_positives_and_highest_prob_negatives(device):
+    anchors, gt, cells, prob = crowd(device)
+    t = anchor_targets(anchors, gt, (320, 320), 0, prob, **OFFICIAL)
+    pos = torch.nonzero(t.labels == 1).flatten()
+    assert set(pos.tolist()) == set(cells[prob[cells].argsort()[:64]].tolist())
+    # Candidate negatives from the dense reference IoU, restricted to inside anchors.
+    inside = (anchors[:, 0] >= 0) & (anchors[:, 1] >= 0) & (anchors[:, 2] < 320) & (anchors[:, 3] < 320)
+    cand = torch.nonzero(inside & (box_iou(anchors, gt).max(dim=1).values < 0.3)).flatten()
+    top = cand[prob[cand].argsort(descending=True)[:192]]
+    assert set(torch.nonzero(t.labels == 0).flatten().tolist()) == set(top.tolist())
+    assert torch.allclose(t.outside_weights[t.labels >= 0], torch.full((256, 4), 1 / 256, device=device))
+    assert t.inside_weights.sum() == 64 * 4 and t.inside_weights[pos].sum() == 64 * 4
+
+
+def test_random_positives_and_random_fallback():
+    anchors, gt, cells, prob = crowd("cpu")
+    lowest = set(cells[prob[cells].argsort()[:64]].tolist())
+    t = anchor_targets(anchors, gt, (320, 320), 0, prob, hard_positive_mining=False,
+                       generator=torch.Generator().manual_seed(0), **OFFICIAL)
+    pos = set(torch.nonzero(t.labels == 1).flatten().tolist())
+    assert len(pos) == 64 and pos <= set(cells.tolist()) and pos != lowest
+    # Negatives are still mined by probability: the same ones as with hard positive mining.
+    hard = anchor_targets(anchors, gt, (320, 320), 0, prob, **OFFICIAL)
+    assert torch.equal(t.labels == 0, hard.labels == 0)
+    runs = [anchor_targets(anchors, gt, (320, 320), 0, generator=torch.Generator().manual_seed(s), **OFFICIAL)
+            for s in (5, 5, 6)]
+    assert torch.equal(runs[0].labels, runs[1].labels) and not torch.equal(runs[0].labels, runs[2].labels)
+    assert (runs[0].labels == 1).sum() == 64 and (runs[0].labels == 0).sum() == 192
+    # Random negatives are spread over probabilities, unlike mined ones.
+    assert prob[runs[0].labels == 0].min() < 0.5
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_image_without_faces(device):
+    anchors = module_anchors("m2", 10, 12, device)
+    prob = torch.linspace(0, 1, anchors.shape[0], device=device)
+    t = anchor_targets(anchors, torch.zeros((0, 4), device=device), (160, 192), 0, prob, **OFFICIAL)
+    # Inside: a=0 at x in 2..9, y in 2..7 (48), a=1 at x in 4..7, y in 4..5 (8): all negative, no mining.
+    assert (t.labels == 0).sum() == 56 and (t.labels == 1).sum() == 0
+    assert t.bbox_targets.abs().sum() == 0 and t.inside_weights.abs().sum() == 0
+    assert torch.allclose(t.outside_weights.sum(dim=0), torch.ones(4, device=device))
+    # With a small batch the highest-probability (last) inside anchors are kept.
+    t = anchor_targets(anchors, torch.zeros((0, 4), device=device), (160, 192), 0, prob,
+                       **{**OFFICIAL, "batch_size": 8})
+    kept = torch.nonzero(t.labels == 0).flatten().tolist()
+    assert kept == [k(7, x, 0, 12) for x in range(2, 10)]
+    assert torch.allclose(t.outside_weights[kept], torch.full((8, 4), 1 / 8, device=device))
+
+
+def test_m3_allowed_border_512_and_no_anchor_inside_fallback():
+    none = torch.zeros((0, 4))
+    big = {**OFFICIAL, "batch_size": 10 ** 6}
+    anchors = module_anchors("m3", 38, 50)  # 1200 x 1600 blob
+    # Border 512 keeps every M3 anchor; border 0 keeps a=0 at x 4..45, y 4..33 and a=1 at x 8..41, y 8..29.
+    assert (anchor_targets(anchors, none, (1200, 1600), 512, **big).labels == 0).sum() == 3800
+    assert (anchor_targets(anchors, none, (1200, 1600), 0, **big).labels == 0).sum() == 42 * 30 + 34 * 22
+    # A 64 x 64 blob with border 0: no M3 anchor is inside, so all 8 count as inside.
+    small = module_anchors("m3", 2, 2)
+    t = anchor_targets(small, torch.tensor([[0.0, 0, 63, 63]]), (64, 64), 0, **big)
+    assert (t.labels == 0).sum() == 8
+    # (-120, -120, 135, 135) vs (0, 0, 63, 63): dx = (32 - 8) / 256, dw = log(64 / 256).
+    assert torch.allclose(t.bbox_targets[0], torch.tensor([24 / 256, 24 / 256, math.log(0.25), math.log(0.25)]))
+
+
+def test_targets_carry_no_grad():
+    gt = torch.tensor([[-4.0, 0, 11, 15]], requires_grad=True)
+    prob = torch.rand(32, requires_grad=True)
+    t = anchor_targets(module_anchors("m1", 4, 4), gt, (32, 32), 0, prob, **OFFICIAL)
+    assert not any(x.requires_grad for x in t)
