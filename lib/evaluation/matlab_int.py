@@ -14,7 +14,8 @@ def to_int32(x):
     """MATLAB int32(x) of float64 values: round half away from zero, saturate, NaN -> 0 (int64 array)."""
     x = np.asarray(x, dtype=np.float64)
     t = np.trunc(x)
-    r = np.where(np.abs(x - t) >= 0.5, t + np.sign(x), t)
+    with np.errstate(invalid="ignore"):  # inf - inf
+        r = np.where(np.abs(x - t) >= 0.5, t + np.sign(x), t)
     r = np.minimum(np.maximum(r, INT32_MIN), INT32_MAX)
     r[np.isnan(r)] = 0
     return r.astype(np.int64)

@@ -115,7 +115,7 @@ def read_pred(pred_dir, gt):
     missing = {e for e in set(gt.events) if not (pred_dir / e).is_dir()}
     for event in sorted(missing):
         n = gt.events.count(event)
-        warnings.warn(f"{pred_dir / event}: event folder not found; its {n} images have no "
+        warnings.warn(f"{pred_dir / event}: event folder not found; its {n} image(s) have no "
                       "predictions", PredictionWarning, stacklevel=2)
     preds = []
     for event, image in zip(gt.events, gt.images):

@@ -1,0 +1,117 @@
+"""The detection loop over WIDER val: prediction files, cache, resume, and eval.py's detection mode."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import eval as eval_script
+from lib.evaluation.read_pred import read_pred_file
+from lib.evaluation.run import run_detection, val_images
+
+SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+MINI = SHARED / "mini_wider"
+GT_DIR = SHARED / "wider_eval_gt"
+
+pytestmark = pytest.mark.skipif(not MINI.is_dir(), reason=f"mini WIDER not available at {MINI}")
+
+
+class FakeDetector:
+    """One detection per image derived from its size; raises after `fail_after` calls."""
+
+    def __init__(self, fail_after=None):
+        self.calls, self.fail_after = 0, fail_after
+
+    def __call__(self, image):
+        if self.fail_after is not None and self.calls == self.fail_after:
+            raise KeyboardInterrupt
+        self.calls += 1
+        h, w = image.shape[:2]
+        return np.array([[1.5, 2.5, w / 2, h / 2, 0.75]], dtype=np.float32)
+
+
+@pytest.fixture(scope="module")
+def mini():
+    return val_images(MINI)
+
+
+def test_val_images_follow_the_split_file(mini):
+    names, root = mini
+    assert len(names) == 17 and names[0] == "0--Parade/0_Parade_marchingband_1_465.jpg"
+    assert all((root / n).is_file() for n in names)
+
+
+def test_run_writes_every_file_and_resumes_from_the_cache(mini, tmp_path):
+    names, root = mini
+    pred, cache = tmp_path / "detections", tmp_path / "cache"
+    with pytest.raises(KeyboardInterrupt):
+        run_detection(FakeDetector(fail_after=5), names, root, pred, cache, {"m": 1}, progress=False)
+    assert len(list(cache.rglob("*.npy"))) == 5
+    detector = FakeDetector()
+    assert run_detection(detector, names, root, pred, cache, {"m": 1}, progress=False) == 12
+    assert detector.calls == 12
+    files = sorted(pred.rglob("*.txt"))
+    assert len(files) == 17
+    text = (pred / "0--Parade" / "0_Parade_marchingband_1_465.txt").read_text()
+    assert text == "0--Parade/0_Parade_marchingband_1_465.jpg\n1\n1 2 511 337 0.75 \n"  # 1024 x 678
+    assert all(read_pred_file(f)[1] is None for f in files)
+    assert run_detection(FakeDetector(), names, root, pred, cache, {"m": 1}, progress=False) == 0
+
+
+def test_a_changed_key_or_no_cache_recomputes(mini, tmp_path):
+    names, root = mini
+    names = names[:3]
+    pred, cache = tmp_path / "detections", tmp_path / "cache"
+    assert run_detection(FakeDetector(), names, root, pred, cache, {"m": 1}, progress=False) == 3
+    assert run_detection(FakeDetector(), names, root, pred, cache, {"m": 2}, progress=False) == 3
+    assert run_detection(FakeDetector(), names, root, pred, cache, {"m": 2}, progress=False) == 0
+    assert run_detection(FakeDetector(), names, root, pred, None, progress=False) == 3
+
+
+def test_a_corrupt_cache_file_is_recomputed(mini, tmp_path):
+    names, root = mini
+    cache = tmp_path / "cache"
+    run_detection(FakeDetector(), names[:2], root, tmp_path / "d", cache, None, progress=False)
+    (cache / Path(names[0]).with_suffix(".npy")).write_bytes(b"junk")
+    assert run_detection(FakeDetector(), names[:2], root, tmp_path / "d", cache, None, progress=False) == 1
+
+
+def test_missing_images_fail_before_detecting(mini, tmp_path):
+    names, root = mini
+    detector = FakeDetector()
+    with pytest.raises(FileNotFoundError, match="1 of 2 images are missing"):
+        run_detection(detector, names[:1] + ["0--Parade/nope.jpg"], root, tmp_path, None, progress=False)
+    assert detector.calls == 0
+
+
+def test_eval_script_detection_mode(monkeypatch, tmp_path, capsys):
+    if not GT_DIR.is_dir():
+        pytest.skip(f"official ground truth not available at {GT_DIR}")
+    import model.detector
+
+    class Built:
+        detect = FakeDetector()
+
+    monkeypatch.setattr(model.detector, "build_detector", lambda path, cfg, device: Built())
+    monkeypatch.chdir(tmp_path)
+    weights = tmp_path / "w.pth"
+    weights.write_bytes(b"")
+    argv = ["--model", str(weights), "--data", str(MINI), "--gt", str(GT_DIR), "--net_name", "fake",
+            "--set", "EXP_DIR", "exp"]
+    with pytest.warns(UserWarning):  # the 3,209 val images outside mini WIDER have no predictions
+        assert eval_script.main(argv) == 0
+    run_dir = tmp_path / "output" / "exp" / "wider_val" / "fake"
+    assert len(list((run_dir / "detections").rglob("*.txt"))) == 17
+    assert len(list((run_dir / "cache").rglob("*.npy"))) == 17
+    results = json.loads((run_dir / "results.json").read_text())
+    assert set(results) == {"easy", "medium", "hard", "pr_curves"}
+    assert (run_dir / "pr_curves.png").is_file()
+    assert "17 images detected, 0 taken from the cache" in capsys.readouterr().out
+
+
+def test_eval_script_missing_model_exits_2(tmp_path, capsys):
+    if not GT_DIR.is_dir():
+        pytest.skip(f"official ground truth not available at {GT_DIR}")
+    argv = ["--model", str(tmp_path / "none.caffemodel"), "--data", str(MINI), "--gt", str(GT_DIR)]
+    assert eval_script.main(argv) == 2
+    assert capsys.readouterr().err == f"eval.py: error: model file not found: {tmp_path / 'none.caffemodel'}\n"

@@ -1,0 +1,127 @@
+"""Prediction-file reading rules of the official read_pred.m, and bad input (warn, never crash)."""
+import warnings
+
+import numpy as np
+import pytest
+
+from lib.evaluation.ground_truth import GroundTruth
+from lib.evaluation.read_pred import PredictionWarning, parse_pred, read_pred, str2num
+
+IMAGES = ["a", "b"]
+
+
+@pytest.fixture
+def gt():
+    boxes = [np.zeros((1, 4), dtype=np.int64)] * 3
+    return GroundTruth(["0--Ev", "0--Ev", "1--Other"], IMAGES + ["c"], boxes, {})
+
+
+def _write(folder, event, image, text, mode="w"):
+    path = folder / event / f"{image}.txt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if mode == "wb":
+        path.write_bytes(text)
+    else:
+        path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("line, numbers", [
+    ("1 2 3 4 0.5", [1, 2, 3, 4, 0.5]),
+    ("  1\t2,3 ,  4\t 0.5 ", [1, 2, 3, 4, 0.5]),
+    ("-1 +2 3e1 4E-1 .5", [-1, 2, 30, 0.4, 0.5]),
+    ("1d1 2. Inf -inf", [10, 2, np.inf, -np.inf]),
+    ("1,2,", [1, 2]),
+])
+def test_str2num_reads_matlab_number_lists(line, numbers):
+    assert str2num(line) == numbers
+
+
+@pytest.mark.parametrize("line", ["", "abc", "1 2 x", "1_0 2", "1 - 2", "1;2", ",1", "infinity", "0x10"])
+def test_str2num_rejects_what_is_not_a_plain_number_list(line):
+    assert str2num(line) is None
+
+
+def test_parse_pred_reads_first_count_lines_and_first_five_numbers():
+    text = "0--Ev/a.jpg\n 2 \n1 2 3 4 0.5 9 9\n5 6 7 8 0.25\n99 99 99 99 0.99\n"
+    boxes, problem = parse_pred(text)
+    assert problem is None
+    assert boxes.tolist() == [[1, 2, 3, 4, 0.5], [5, 6, 7, 8, 0.25]]
+
+
+def test_parse_pred_count_zero_ignores_the_rest():
+    boxes, problem = parse_pred("name\n0\nnot numbers at all\n")
+    assert problem is None and boxes.shape == (0, 5)
+
+
+def test_parse_pred_accepts_crlf_and_missing_final_newline():
+    boxes, problem = parse_pred("name\r\n1\r\n1 2 3 4 0.5")
+    assert problem is None and boxes.tolist() == [[1, 2, 3, 4, 0.5]]
+
+
+@pytest.mark.parametrize("text, where", [
+    ("", "no count line"),
+    ("name only\n", "no count line"),
+    ("name\n\n1 2 3 4 0.5\n", ":2:"),
+    ("name\ntwo\n", ":2:"),
+    ("name\n2 3\n", ":2:"),
+    ("name\n1.5\n1 2 3 4 .5\n", ":2:"),
+    ("name\n-1\n", ":2:"),
+    ("name\n3\n1 2 3 4 0.5\n1 2 3 4 0.5\n", ":5: count says 3"),
+    ("name\n2\n1 2 3 4 0.5\n1 2 3 4\n", ":4: 4 number(s)"),
+    ("name\n2\n1 2 3 4 0.5\n1 2 3 4 junk\n", ":4: unreadable"),
+    ("name\n1\n\n1 2 3 4 0.5\n", ":3:"),
+])
+def test_parse_pred_problems_name_the_line_and_give_no_boxes(text, where):
+    boxes, problem = parse_pred(text, "f.txt")
+    assert boxes.shape == (0, 5)
+    assert problem.startswith("f.txt") and where in problem
+
+
+def test_read_pred_sorts_descending_stable_nan_first(tmp_path, gt):
+    _write(tmp_path, "0--Ev", "a", "a\n5\n1 0 0 0 0.5\n2 0 0 0 0.9\n3 0 0 0 0.5\n4 0 0 0 NaN\n5 0 0 0 0.5\n")
+    _write(tmp_path, "0--Ev", "b", "b\n0\n")
+    _write(tmp_path, "1--Other", "c", "c\n1\n1 2 3 4 1e-1\n")
+    preds = read_pred(tmp_path, gt)
+    assert preds[0][:, 0].tolist() == [4, 2, 1, 3, 5]
+    assert preds[1].shape == (0, 5)
+    assert preds[2].tolist() == [[1, 2, 3, 4, 0.1]]
+
+
+def test_read_pred_warns_per_bad_file_and_keeps_going(tmp_path, gt):
+    _write(tmp_path, "0--Ev", "a", b"", mode="wb")
+    _write(tmp_path, "0--Ev", "b", "b\n2\n1 2 3 4 0.5\n")
+    with pytest.warns(PredictionWarning) as record:
+        preds = read_pred(tmp_path, gt)
+    messages = [str(w.message) for w in record]
+    assert len(messages) == 3
+    assert "1--Other: event folder not found; its 1 image(s) have no predictions" in messages[0]
+    assert "a.txt: no count line" in messages[1]
+    assert "b.txt:4: count says 2 detections, file has 1" in messages[2]
+    assert [p.shape for p in preds] == [(0, 5)] * 3
+
+
+def test_read_pred_missing_file_and_unreadable_bytes(tmp_path, gt):
+    _write(tmp_path, "0--Ev", "b", b"b\n1\n1 2 3 4 0.\xff5\n", mode="wb")
+    (tmp_path / "1--Other" / "c.txt").mkdir(parents=True)  # a folder where a file should be
+    with pytest.warns(PredictionWarning) as record:
+        preds = read_pred(tmp_path, gt)
+    messages = sorted(str(w.message) for w in record)
+    assert len(messages) == 3
+    assert "a.txt: prediction file not found" in messages[0]
+    assert "b.txt:3: unreadable numbers" in messages[1]
+    assert "c.txt: cannot read" in messages[2]
+    assert all(p.shape == (0, 5) for p in preds)
+
+
+def test_read_pred_missing_folder_raises(tmp_path, gt):
+    with pytest.raises(FileNotFoundError, match="predictions folder not found"):
+        read_pred(tmp_path / "nope", gt)
+
+
+def test_read_pred_valid_files_do_not_warn(tmp_path, gt):
+    for event, image in zip(gt.events, gt.images):
+        _write(tmp_path, event, image, f"{event}/{image}.jpg\n1\n1 2 3 4 0.5 \n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        read_pred(tmp_path, gt)
