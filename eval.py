@@ -17,7 +17,6 @@ from pathlib import Path
 from lib.config import add_config_args, config_from_args
 from lib.evaluation import SETTINGS, load_ground_truth, wider_eval
 from lib.evaluation.plot import plot_pr_curves
-from lib.evaluation.run import run_detection, val_images
 from lib.evaluation.wider_txt import atomic_write_text
 
 
@@ -41,6 +40,7 @@ def parse_args(argv=None):
 
 def detect(args, cfg, run_dir):
     """Write the prediction files of every val image; returns their folder."""
+    from lib.evaluation.run import run_detection, val_images  # torch and the model: detection mode only
     from model.detector import build_detector
 
     names, image_root = val_images(args.data)
@@ -76,8 +76,8 @@ def report(results, pred_dir, gt_dir, name, matlab, json_path, plot_path, baseli
         print(f"results: {json_path}")
     if plot_path:
         print(f"PR curves: {plot_pr_curves(results, plot_path, name, baselines)}")
-    tool_dir = Path(gt_dir).resolve().parent
-    call = f"wider_eval('{Path(pred_dir).resolve()}','{name}','{tool_dir / 'plot'}'); quit;"
+    tool_dir, pred_dir = Path(gt_dir).resolve().parent, Path(pred_dir).resolve()
+    call = f"wider_eval('{pred_dir}','{name}','{pred_dir.parent / 'matlab_pr_curves'}'); quit;"
     print("Official MATLAB tool (same numbers, minutes instead of seconds):\n"
           f'  cd {shlex.quote(str(tool_dir))} && {matlab} -nodisplay -nodesktop -r "{call}"')
 
