@@ -12,8 +12,8 @@ from lib.bbox import encode
 # Anchors per tile of consecutive (y, x, a) indices: gt boxes are matched against tiles first, and
 # IoUs are computed only for the anchors of tiles that a gt box touches.
 TILE = 8
-# At most this many (anchor, gt) IoUs are held at once (about 150 MB of temporaries).
-MAX_PAIRS = 1 << 20
+# At most this many (anchor, gt) IoUs are computed at once (peak about 150 MB on CPU).
+MAX_PAIRS = 1 << 19
 
 
 class AnchorTargets(NamedTuple):

@@ -23,7 +23,7 @@ def random_gt(n, lo, hi, height, width, gen):
     return torch.cat([xy, xy + wh - 1], dim=1)
 
 
-@pytest.mark.parametrize("max_pairs", [1 << 20, 3000])
+@pytest.mark.parametrize("max_pairs", [1 << 19, 3000])
 def test_max_overlaps_equals_dense_iou(max_pairs):
     gen = torch.Generator().manual_seed(0)
     for module, h, w in [("m1", 20, 30), ("m2", 10, 15), ("m3", 5, 8)]:
@@ -37,13 +37,15 @@ def test_max_overlaps_equals_dense_iou(max_pairs):
         assert torch.equal(arg, torch.where(ref_best > 0, ref_arg, 0))
 
 
-def test_max_overlaps_first_gt_wins_ties_and_touching_boxes_overlap():
-    anchors = torch.tensor([[0.0, 0, 15, 15], [100, 100, 115, 115], [200, 200, 215, 215]])
-    gt = torch.tensor([[100.0, 100, 115, 115], [0, 0, 15, 15], [0, 0, 15, 15], [215.5, 200, 230, 215]])
-    best, arg = max_overlaps(anchors, gt)
-    assert arg.tolist() == [1, 0, 3]
-    # +1 rule: x in [215.5, 215] still intersects 0.5 px wide: 8 / (256 + 15.5 * 16 - 8).
-    assert best.tolist() == [1.0, 1.0, 8 / (256 + 15.5 * 16 - 8)]
+@pytest.mark.parametrize("tile", [1, 8])
+def test_max_overlaps_first_gt_wins_ties_and_touching_boxes_overlap(tile):
+    anchors = torch.tensor([[0.0, 0, 15, 15], [100, 100, 115, 115], [200, 200, 215, 215], [300, 300, 315, 315]])
+    gt = torch.tensor([[100.0, 100, 115, 115], [0, 0, 15, 15], [0, 0, 15, 15], [215.5, 200, 230, 215],
+                       [284.5, 300, 299.5, 315]])
+    best, arg = max_overlaps(anchors, gt, tile=tile)
+    assert arg.tolist() == [1, 0, 3, 4]
+    # +1 rule: x in [215.5, 215] or [300, 299.5] still intersects 0.5 px wide.
+    assert best.tolist() == [1.0, 1.0, 8 / (256 + 15.5 * 16 - 8), 8 / (256 + 256 - 8)]
 
 
 def test_no_gt_gives_zero_overlaps():
@@ -78,6 +80,8 @@ def test_gt_partly_outside_image_inside_test_and_targets(device):
     ow = torch.zeros(32, 4)
     ow[inside] = 1 / 10
     assert torch.allclose(t.outside_weights.cpu(), ow, rtol=0, atol=1e-9)
+    # x2 < W is strict: on a 31 x 31 blob (16, 16, 31, 31) and (0, 0, 31, 31) are outside; 4 remain.
+    assert (anchor_targets(anchors, gt, (31, 31), 0, **OFFICIAL).labels >= 0).sum() == 4
     # Border 8 admits (-8, -8, 23, 23): IoU 0.25 -> negative, targets to the gt 32 -> 16 px box.
     t8 = anchor_targets(anchors, gt, (32, 32), 8, **OFFICIAL)
     assert t8.labels[k(0, 0, 1, 4)] == 0
@@ -94,6 +98,13 @@ def test_ignored_band_and_no_forced_best_anchor():
         t = anchor_targets(anchors, gt, (32, 32), 0, **OFFICIAL)
         assert t.labels[k(0, 0, 0, 4)] == label
         assert (t.labels == 1).sum() == (label == 1)
+    # Positives override negatives when the thresholds overlap: IoU 0.47 >= 0.4 wins over < 0.6.
+    # With a batch of 4 (1 positive, 3 negatives), the positive takes no negative slot even at the top prob.
+    prob = torch.zeros(32)
+    prob[k(0, 0, 0, 4)] = 1
+    overlapping = {**OFFICIAL, "positive_overlap": 0.4, "negative_overlap": 0.6, "batch_size": 4}
+    t = anchor_targets(anchors, gt, (32, 32), 0, prob, **overlapping)
+    assert t.labels[k(0, 0, 0, 4)] == 1 and (t.labels == 0).sum() == 3
 
 
 def crowd(device):
