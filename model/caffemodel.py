@@ -53,7 +53,6 @@ class _WireError(Exception):
         self.offset = offset
 
 
-
 # ------------------------------------------------------------------------------------- reading
 
 
@@ -151,19 +150,15 @@ def _unpacked_floats(buf, pos, end, key_byte, dtype):
 
 
 def _blob_dims(buf, span):
+    """BlobShape.dim values (packed or unpacked int64 varints), at most MAX_BLOB_AXES of them."""
     dims = []
     for number, wire, key_pos, value in _fields(buf, *span):
-        if number != 1:
-            continue
-        if wire == _LENGTH:
+        if number == 1 and wire == _LENGTH:
             pos, end = value
-            while pos < end:
-                dim, next_pos = _varint(buf, pos, end)
-                dims.append(_signed(dim, 64, pos))
-                pos = next_pos
-                if len(dims) > MAX_BLOB_AXES:
-                    break
-        else:
+            while pos < end and len(dims) <= MAX_BLOB_AXES:
+                dim, pos = _varint(buf, pos, end)
+                dims.append(_signed(dim, 64, key_pos))
+        elif number == 1:
             _expect(number, wire, key_pos, _VARINT, "BlobShape.dim")
             dims.append(_signed(value, 64, key_pos))
         if len(dims) > MAX_BLOB_AXES:

@@ -81,7 +81,8 @@ class SSH(nn.Module):
     def init_weights(self, generator=None):
         """Official initialisation: N(0, 0.01) weights and zero biases for new layers, the fixed
         bilinear kernel for conv5_128_up; VGG layers get Kaiming-normal weights (fan_out, ReLU)
-        and zero biases, a stand-in for when no ImageNet model is loaded."""
+        and zero biases, a stand-in for when no ImageNet model is loaded. `generator` (a
+        torch.Generator on the parameters' device) makes the draw reproducible."""
         for spec, layer in self.caffe_layers():
             if spec.init == "bilinear":
                 layer.weight.copy_(bilinear_kernel(layer.weight.shape[0], layer.weight.shape[-1]))
@@ -117,7 +118,7 @@ class SSH(nn.Module):
         the rest (fc6..fc8 in `skipped`). Shape mismatches always raise ValueError; a loaded
         conv5_128_up must be the fixed bilinear kernel.
         """
-        layers = dict((spec.caffe_name, layer) for spec, layer in self.caffe_layers())
+        layers = {spec.caffe_name: layer for spec, layer in self.caffe_layers()}
         expected = {name: [tuple(p.shape) for p in layer.parameters()] for name, layer in layers.items()}
         blobs, report = select_blobs(read_caffemodel(path, wanted=expected), expected, strict, source=str(path))
         deconv = blobs.get("conv5_128_up")
