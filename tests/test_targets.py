@@ -1,6 +1,7 @@
 """lib/targets.py against hand-worked cases of SSH_SPEC.md section 3 (anchor_target_layer.py)."""
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -186,3 +187,62 @@ def test_targets_carry_no_grad():
     prob = torch.rand(32, requires_grad=True)
     t = anchor_targets(module_anchors("m1", 4, 4), gt, (32, 32), 0, prob, **OFFICIAL)
     assert not any(x.requires_grad for x in t)
+
+
+def official_layer(anchors, gt, im_hw, border, prob, pos_thr=0.5, neg_thr=0.3, batch=256, fg=0.25):
+    """The official forward with OHEM, restated step by step in numpy float64 (distinct probs: no ties)."""
+    inds = np.where((anchors[:, 0] >= -border) & (anchors[:, 1] >= -border)
+                    & (anchors[:, 2] < im_hw[1] + border) & (anchors[:, 3] < im_hw[0] + border))[0]
+    if inds.size == 0:
+        inds = np.arange(len(anchors))
+    a = anchors[inds]
+    iw = np.minimum(a[:, None, 2], gt[None, :, 2]) - np.maximum(a[:, None, 0], gt[None, :, 0]) + 1
+    ih = np.minimum(a[:, None, 3], gt[None, :, 3]) - np.maximum(a[:, None, 1], gt[None, :, 1]) + 1
+    inter = np.where((iw > 0) & (ih > 0), iw * ih, 0)
+    area_a = (a[:, 2] - a[:, 0] + 1) * (a[:, 3] - a[:, 1] + 1)
+    area_g = (gt[:, 2] - gt[:, 0] + 1) * (gt[:, 3] - gt[:, 1] + 1)
+    overlaps = inter / (area_a[:, None] + area_g[None, :] - inter)
+    argmax = overlaps.argmax(axis=1)
+    best = overlaps[np.arange(len(inds)), argmax]
+    labels = np.full(len(inds), -1.0)
+    labels[best < neg_thr] = 0
+    labels[best >= pos_thr] = 1
+    p = prob[inds].astype(np.float32)
+    fg_inds = np.where(labels == 1)[0]
+    if len(fg_inds) > int(fg * batch):
+        order = (1 - p[fg_inds]).argsort()[::-1]
+        labels[fg_inds] = -1
+        labels[fg_inds[order[:int(fg * batch)]]] = 1
+    num_bg = batch - np.sum(labels == 1)
+    bg_inds = np.where(labels == 0)[0]
+    if len(bg_inds) > num_bg:
+        order = p[bg_inds].argsort()[::-1]
+        labels[bg_inds] = -1
+        labels[bg_inds[order[:num_bg]]] = 0
+    g = gt[argmax]
+    ew, eh = a[:, 2] - a[:, 0] + 1, a[:, 3] - a[:, 1] + 1
+    gw, gh = g[:, 2] - g[:, 0] + 1, g[:, 3] - g[:, 1] + 1
+    targets = np.stack([(g[:, 0] + 0.5 * gw - a[:, 0] - 0.5 * ew) / ew, (g[:, 1] + 0.5 * gh - a[:, 1] - 0.5 * eh) / eh,
+                        np.log(gw / ew), np.log(gh / eh)], axis=1).astype(np.float32)
+    out_labels = np.full(len(anchors), -1.0)
+    out_labels[inds] = labels
+    out_targets = np.zeros((len(anchors), 4), np.float32)
+    out_targets[inds] = targets
+    return out_labels, out_targets, 1.0 / np.sum(labels >= 0)
+
+
+@pytest.mark.parametrize("module,hw,border", [("m1", (30, 40), 0), ("m2", (15, 20), 0), ("m3", (8, 10), 512)])
+def test_matches_official_layer_restated_in_numpy(module, hw, border):
+    gen = torch.Generator().manual_seed(2)
+    anchors = module_anchors(module, *hw)
+    im_hw = (hw[0] * {"m1": 8, "m2": 16, "m3": 32}[module] - 5, hw[1] * {"m1": 8, "m2": 16, "m3": 32}[module] - 3)
+    gt = torch.cat([random_gt(150, 8, 40, *im_hw, gen), random_gt(20, 40, 250, *im_hw, gen)])
+    prob = torch.randperm(anchors.shape[0], generator=gen).float() / anchors.shape[0]
+    t = anchor_targets(anchors, gt, im_hw, border, prob, **OFFICIAL)
+    labels, targets, weight = official_layer(anchors.double().numpy(), gt.double().numpy(), im_hw, border,
+                                             prob.numpy())
+    assert (labels == 1).sum() > 0 and (labels == 0).sum() > 0
+    assert np.array_equal(t.labels.numpy(), labels)
+    assert np.array_equal(t.bbox_targets.numpy(), targets)
+    assert np.array_equal(t.inside_weights.numpy(), np.repeat((labels == 1)[:, None], 4, 1).astype(np.float32))
+    assert np.allclose(t.outside_weights.numpy(), np.repeat((labels >= 0)[:, None], 4, 1) * weight, rtol=1e-6, atol=0)
