@@ -12,10 +12,10 @@ from lib.utils.download import DownloadError, fetch_archive
 
 from .ssh import SSH
 
-# name -> (file under data/, archive URL of the official download scripts, strict load)
+# name -> (file under data/, archive, its URL in the official download scripts, strict load)
 OFFICIAL = {
-    "ssh": ("SSH_models/SSH.caffemodel", "https://bit.ly/3j6ofwl", True),
-    "imagenet": ("imagenet_models/VGG16.caffemodel", "https://bit.ly/3DakVbi", False),
+    "ssh": ("SSH_models/SSH.caffemodel", "SSH_models.tar.gz", "https://bit.ly/3j6ofwl", True),
+    "imagenet": ("imagenet_models/VGG16.caffemodel", "imagenet_models.tar.gz", "https://bit.ly/3DakVbi", False),
 }
 
 
@@ -25,7 +25,7 @@ def ensure_weights(name, data_dir="data", url=None, timeout=60):
     The file is verified by loading it into SSH (strictly for the trained model).
     Raises DownloadError with instructions when it cannot be fetched or does not load.
     """
-    rel, default_url, strict = OFFICIAL[name]
+    rel, archive, default_url, strict = OFFICIAL[name]
     path = Path(data_dir) / rel
     if not path.is_file():
         url = url or default_url
@@ -34,7 +34,7 @@ def ensure_weights(name, data_dir="data", url=None, timeout=60):
             fetch_archive(url, data_dir, timeout)
         except DownloadError as e:
             raise DownloadError(
-                f"{e}. Without network access, download the archive elsewhere, unpack it into "
+                f"{e}. Without network access, download {archive} ({default_url}) elsewhere, unpack it into "
                 f"{data_dir}/ so that {path} exists, and run again.") from e
         if not path.is_file():
             raise DownloadError(f"the archive from {url} did not contain {rel}")
