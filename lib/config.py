@@ -47,7 +47,7 @@ _DEFAULTS = {
         "ANCHOR_MIN_SIZE": 4,
         # Keep the positives with the lowest face probability (OHEM) instead of random ones.
         "HARD_POSITIVE_MINING": True,
-        # Regression inside weights of positive anchors.
+        # Legacy: regression inside weights of positives; the official value [1, 1, 1, 1] is built in.
         "BBOX_INSIDE_WEIGHTS": [1.0, 1.0, 1.0, 1.0],
         # Legacy: -1 means uniform example weighting, the only mode the official layer uses.
         "POSITIVE_WEIGHT": -1.0,
