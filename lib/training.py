@@ -1,0 +1,149 @@
+"""SSH training step and loop (official SSH/train.py + Caffe's Solver::Step with iter_size).
+
+One iteration = one SGD step over `iter_size` images, one image per forward/backward pass. Each
+image's summed six losses are divided by iter_size before backward, so the accumulated gradient
+is the mean over the images (Caffe's iter_size normalisation). The loop is written for one
+process; a distributed wrapper adds data sharding (EpochSampler rank/world_size), passes an
+`average` function that all-reduces gradients and losses, and an all-reduced `should_stop`.
+"""
+import math
+import os
+import random
+import signal
+import sys
+from contextlib import nullcontext
+from itertools import islice
+
+import numpy as np
+import torch
+
+from lib.losses import ssh_losses
+
+
+class NonFiniteLoss(RuntimeError):
+    """A NaN or infinite loss; raised before the optimizer step, so the weights stay the last good ones."""
+
+
+def seed_everything(seed):
+    """Seed Python, numpy and torch (all devices) generators."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def amp_dtype(device):
+    """Autocast dtype for --amp: bfloat16 where supported (CPU, recent GPUs), else float16."""
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return torch.float16
+    return torch.bfloat16
+
+
+def image_losses(net, item, train_cfg, device, autocast_dtype=None):
+    """The six named losses of one TrainDataset item (forward pass under autocast when a dtype is given)."""
+    device = torch.device(device)
+    data = item["data"].to(device, non_blocking=True)[None]
+    gt_boxes = item["gt_boxes"].to(device, non_blocking=True)
+    autocast = (torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None
+                else nullcontext())
+    with autocast:
+        heads = net(data)
+    return ssh_losses(heads, gt_boxes, tuple(data.shape[-2:]), train_cfg)
+
+
+def train_step(optimizer, items, loss_fn, scaler=None, average=None):
+    """One SGD iteration over the images in `items`; returns the mean losses {name: float}.
+
+    loss_fn(item) -> {name: scalar loss}. Gradients are accumulated over len(items) backward passes
+    of loss / len(items). `average(tensors)` (optional) averages a list of tensors in place across
+    processes; it is applied to the losses and to every gradient before the step. A non-finite
+    mean loss raises NonFiniteLoss before any parameter changes. `scaler` is a GradScaler (AMP).
+    """
+    optimizer.zero_grad(set_to_none=True)
+    totals = {}
+    for item in items:
+        losses = loss_fn(item)
+        loss = sum(losses.values()) / len(items)
+        (scaler.scale(loss) if scaler is not None else loss).backward()
+        for name, value in losses.items():
+            totals[name] = totals.get(name, 0.0) + value.detach().float() / len(items)
+    stacked = torch.stack(list(totals.values()))
+    if average is not None:
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        average([stacked, *grads])
+    means = dict(zip(totals, stacked.tolist()))
+    if not all(math.isfinite(v) for v in means.values()):
+        raise NonFiniteLoss(", ".join(f"{name} = {v:g}" for name, v in means.items()))
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    return means
+
+
+class StopOnSigint:
+    """Context manager turning the first Ctrl-C (SIGINT) into a stop request (`requested` / calling it).
+
+    The loop then finishes the iteration in progress, snapshots and returns; a second Ctrl-C
+    interrupts at once. DataLoader workers forked inside the block inherit the handler, which does
+    nothing outside the owning process, so they keep serving the iteration in progress.
+    Must be entered in the main thread.
+    """
+
+    def __enter__(self):
+        self.requested = False
+        self._pid = os.getpid()
+        self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if os.getpid() != self._pid:
+            return
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nCtrl-C: stopping after this iteration and saving a snapshot (press again to abort).",
+              file=sys.stderr, flush=True)
+
+    def __exit__(self, *exc):
+        signal.signal(signal.SIGINT, self._previous)
+
+    def __call__(self):
+        return self.requested
+
+
+def train_loop(optimizer, items, loss_fn, schedule, *, start_iter, max_iters, iter_size, snapshot_every,
+               snapshot, log, scaler=None, average=None, should_stop=lambda: False):
+    """Run SGD steps start_iter .. max_iters - 1; returns (iterations completed, "done" | "stopped").
+
+    items: iterator of training items, consumed iter_size per step; schedule(it) -> base lr of the
+    0-based step `it` (CaffeSGD.set_base_lr applies the per-group multipliers). After each step
+    log(iteration, lr, {name: float}) is called with iteration = steps completed; snapshot(iteration)
+    every `snapshot_every` steps, at the end, and when should_stop() turns true (checked between
+    steps). NonFiniteLoss propagates without a snapshot, so the last one written stays the last good one.
+    """
+    iteration = start_iter
+    last_snapshot = start_iter
+    reason = "done"
+    while iteration < max_iters:
+        if should_stop():
+            reason = "stopped"
+            break
+        lr = schedule(iteration)
+        optimizer.set_base_lr(lr)
+        batch = list(islice(items, iter_size))
+        if len(batch) != iter_size:
+            raise RuntimeError(f"the training items ran out at iteration {iteration + 1}")
+        try:
+            losses = train_step(optimizer, batch, loss_fn, scaler, average)
+        except NonFiniteLoss as e:
+            raise NonFiniteLoss(f"iteration {iteration + 1}: {e}") from None
+        iteration += 1
+        log(iteration, lr, losses)
+        if iteration % snapshot_every == 0:
+            snapshot(iteration)
+            last_snapshot = iteration
+    if iteration != last_snapshot:
+        snapshot(iteration)
+    return iteration, reason
