@@ -12,12 +12,13 @@ import json
 import math
 import shlex
 import sys
+import warnings
 from pathlib import Path
 
 from lib.config import add_config_args, config_from_args
 from lib.evaluation import SETTINGS, load_ground_truth, wider_eval
 from lib.evaluation.plot import plot_pr_curves
-from lib.evaluation.wider_txt import atomic_write_text
+from lib.utils.atomic import atomic_write_text
 
 
 def parse_args(argv=None):
@@ -82,7 +83,12 @@ def report(results, pred_dir, gt_dir, name, matlab, json_path, plot_path, baseli
           f'  cd {shlex.quote(str(tool_dir))} && {matlab} -nodisplay -nodesktop -r "{call}"')
 
 
+def _one_line_warning(message, category, *args, **kwargs):
+    return f"warning: {message}\n"
+
+
 def main(argv=None):
+    warnings.formatwarning = _one_line_warning
     args = parse_args(argv)
     try:
         cfg = config_from_args(args)

@@ -95,9 +95,9 @@ def test_read_pred_warns_per_bad_file_and_keeps_going(tmp_path, gt):
         preds = read_pred(tmp_path, gt)
     messages = [str(w.message) for w in record]
     assert len(messages) == 3
-    assert "1--Other: event folder not found; its 1 image(s) have no predictions" in messages[0]
-    assert "a.txt: no count line" in messages[1]
-    assert "b.txt:4: count says 2 detections, file has 1" in messages[2]
+    assert "a.txt: no count line" in messages[0]
+    assert "b.txt:4: count says 2 detections, file has 1" in messages[1]
+    assert "no prediction file for 1 of 3 images (e.g. 1--Other/c.txt)" in messages[2]
     assert [p.shape for p in preds] == [(0, 5)] * 3
 
 
@@ -108,9 +108,9 @@ def test_read_pred_missing_file_and_unreadable_bytes(tmp_path, gt):
         preds = read_pred(tmp_path, gt)
     messages = sorted(str(w.message) for w in record)
     assert len(messages) == 3
-    assert "a.txt: prediction file not found" in messages[0]
-    assert "b.txt:3: unreadable numbers" in messages[1]
-    assert "c.txt: cannot read" in messages[2]
+    assert "b.txt:3: unreadable numbers" in messages[0]
+    assert "c.txt: cannot read" in messages[1]
+    assert "no prediction file for 1 of 3 images (e.g. 0--Ev/a.txt)" in messages[2]
     assert all(p.shape == (0, 5) for p in preds)
 
 

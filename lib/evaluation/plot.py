@@ -5,14 +5,14 @@ files (`pr_cruve`: columns precision, recall); each method is named after its fo
 recomputed with VOCap, as the tool does. Curves are listed by decreasing AP.
 """
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import scipy.io
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from lib.utils.atomic import atomic_path
 
 from .voc_ap import voc_ap
 
@@ -82,13 +82,6 @@ def plot_pr_curves(results, out_path, name="SSH", baseline_dir=None):
         ax.legend(loc="lower left", fontsize=8)
     fig.tight_layout()
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".png")
-    os.close(fd)
-    try:
+    with atomic_path(out_path) as tmp:
         fig.savefig(tmp, format="png")
-        os.replace(tmp, out_path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
     return out_path

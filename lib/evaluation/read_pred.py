@@ -8,7 +8,7 @@ detection count, then one `x y w h score` line per detection. Rules of the offic
   exponents (`e` or `d`), `Inf` and `NaN`; only the first five numbers of a box line are used;
 - count 0 gives no boxes and the following lines are ignored; only the first `count` box lines
   are read, later lines are ignored;
-- a missing file or folder, a 0-byte file, a file with only the name line, a count that is not one
+- a missing file or folder (reported in one summary warning), a 0-byte file, a file with only the name line, a count that is not one
   non-negative integer, fewer box lines than the count, or a box line with fewer than five numbers
   (or anything `str2num` would reject) leaves the whole image without boxes. The official tool only
   prints a message; here a `PredictionWarning` names the file and line.
@@ -92,11 +92,12 @@ def parse_pred(text, name="<text>"):
 
 
 def read_pred_file(path):
-    """(sorted boxes, problem) of one prediction file; see `parse_pred`."""
+    """(sorted boxes, problem) of one prediction file; see `parse_pred`. A missing file is a
+    problem of its own kind: FileNotFoundError is raised for the caller to count."""
     try:
         text = Path(path).read_bytes().decode("latin-1")
     except FileNotFoundError:
-        return EMPTY, f"{path}: prediction file not found"
+        raise
     except OSError as e:
         return EMPTY, f"{path}: cannot read the prediction file ({e.strerror or e})"
     boxes, problem = parse_pred(text, str(path))
@@ -106,24 +107,30 @@ def read_pred_file(path):
 def read_pred(pred_dir, gt):
     """Per image of `gt` (official order) its (N, 5) x, y, w, h, score predictions, sorted.
 
-    A missing `pred_dir` raises FileNotFoundError; a missing event folder gives one warning for
-    all its images, every other unreadable file one warning each.
+    A missing `pred_dir` raises FileNotFoundError. Images without a prediction file (or event
+    folder) get no boxes and one summary warning; every other unreadable file one warning each.
     """
     pred_dir = Path(pred_dir)
     if not pred_dir.is_dir():
         raise FileNotFoundError(f"predictions folder not found: {pred_dir}")
-    missing = {e for e in set(gt.events) if not (pred_dir / e).is_dir()}
-    for event in sorted(missing):
-        n = gt.events.count(event)
-        warnings.warn(f"{pred_dir / event}: event folder not found; its {n} image(s) have no "
-                      "predictions", PredictionWarning, stacklevel=2)
-    preds = []
+    present = {e for e in set(gt.events) if (pred_dir / e).is_dir()}
+    preds, missing = [], []
     for event, image in zip(gt.events, gt.images):
-        if event in missing:
-            preds.append(EMPTY)
-            continue
-        boxes, problem = read_pred_file(pred_dir / event / f"{image}.txt")
-        if problem:
-            warnings.warn(f"{problem}; the image has no predictions", PredictionWarning, stacklevel=2)
+        path = pred_dir / event / f"{image}.txt"
+        boxes = EMPTY
+        if event not in present:
+            missing.append(path)
+        else:
+            try:
+                boxes, problem = read_pred_file(path)
+            except FileNotFoundError:
+                missing.append(path)
+                problem = None
+            if problem:
+                warnings.warn(f"{problem}; the image has no predictions", PredictionWarning, stacklevel=2)
         preds.append(boxes)
+    if missing:
+        examples = ", ".join(str(p.relative_to(pred_dir)) for p in missing[:3])
+        warnings.warn(f"{pred_dir}: no prediction file for {len(missing)} of {len(preds)} images "
+                      f"(e.g. {examples}); they have no predictions", PredictionWarning, stacklevel=2)
     return preds

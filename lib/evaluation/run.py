@@ -14,8 +14,9 @@ import numpy as np
 from tqdm import tqdm
 
 from lib.datasets.wider import annotation_file, image_dir, read_annotations
+from lib.utils.atomic import atomic_path, atomic_write_text
 
-from .wider_txt import atomic_write_text, write_image_detections
+from .wider_txt import write_image_detections
 
 _META = "meta.json"
 
@@ -29,11 +30,8 @@ def val_images(data_dir):
 
 
 def _save_npy(path, array):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.save(f, array, allow_pickle=False)
-    tmp.replace(path)
 
 
 def _load_npy(path):

@@ -4,27 +4,13 @@
 number of detections, then `int(x1) int(y1) int(x2)-int(x1) int(y2)-int(y1) %g(score) ` per
 detection (truncation toward zero, six significant digits, one trailing space).
 """
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from lib.utils.atomic import atomic_write_text
+
 SCORE_THRESH = 0.05
-
-
-def atomic_write_text(path, text):
-    """Write `text` to `path` through a temporary file in the same folder and os.replace."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="\n") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def format_detections(image_name, dets):
