@@ -12,13 +12,14 @@ import cv2
 import numpy as np
 import torch
 
-from lib.blob import compute_scale, prep_image, to_tensor
+from lib.blob import compute_scale, prep_image
 from lib.nms import nms
 from lib.proposals import module_proposals
 
 from .ssh import SSH
 
 MODULE_NAMES = ("m1", "m2", "m3")
+BACKENDS = ("pytorch", "onnxruntime")
 
 
 def as_bgr(image):
@@ -79,7 +80,7 @@ class Detector:
 
     @torch.inference_mode()
     def forward(self, blob):
-        """Raw heads {module: (cls_score, bbox_pred)} in float32 for a 1 x 3 x H x W blob."""
+        """Raw heads {module: (cls_score, bbox_pred)} in float32 for an N x 3 x H x W blob."""
         blob = blob.to(self.device, non_blocking=True)
         if self.fast:
             blob = blob.contiguous(memory_format=torch.channels_last)
@@ -109,30 +110,76 @@ class Detector:
         """
         return self.select(*self.candidates(heads, scale, image_hw))
 
-    def detect(self, image):
-        """(N, 5) float32 numpy detections x1, y1, x2, y2, score for a uint8 grey/BGR/BGRA image."""
-        image = as_bgr(image)
-        levels = []
-        for scale, modules in self.scales(*image.shape[:2]):
-            blob = prep_image(image, self.pixel_means, scale)
-            heads = self.forward(to_tensor(blob))
-            levels.append(self.candidates(heads, scale, blob.shape[:2], modules))
-        boxes, scores = (torch.cat(t) for t in zip(*levels))
-        return self.select(boxes, scores).cpu().numpy()
+    def detect(self, images):
+        """Detections for a uint8 grey/BGR/BGRA image, or a list of detections for a list of images.
+
+        One image gives (N, 5) float32 numpy rows x1, y1, x2, y2, score. A list is batched: the blobs
+        of all its images (and pyramid levels) are grouped by blob size and each group runs through
+        the network as one batch. Blobs of different sizes are never padded together, since zero
+        padding would change the features at the borders; each image's result is therefore that of
+        one-at-a-time detection, up to the float rounding of batched convolution kernels.
+        """
+        if isinstance(images, np.ndarray):
+            return self.detect([images])[0]
+        images = [as_bgr(image) for image in images]
+        levels = [self.scales(*image.shape[:2]) for image in images]
+        groups = {}
+        for i, image in enumerate(images):
+            for level, (scale, _) in enumerate(levels[i]):
+                blob = prep_image(image, self.pixel_means, scale)
+                groups.setdefault(blob.shape[:2], []).append((i, level, blob))
+        candidates = [[None] * len(image_levels) for image_levels in levels]
+        for blob_hw, group in groups.items():
+            batch = torch.from_numpy(np.stack([blob.transpose(2, 0, 1) for *_, blob in group]))
+            heads = self.forward(batch)
+            for k, (i, level, _) in enumerate(group):
+                scale, modules = levels[i][level]
+                one = {m: (cls[k:k + 1], reg[k:k + 1]) for m, (cls, reg) in heads.items()}
+                candidates[i][level] = self.candidates(one, scale, blob_hw, modules)
+        return [self.select(*(torch.cat(t) for t in zip(*c))).cpu().numpy() for c in candidates]
+
+    def detect_stream(self, images, batch_size=1):
+        """Yield (image, detections) for each image of the iterable `images`, in order, taking
+        `batch_size` images at a time from it into one `detect` call."""
+        for batch in batched(images, batch_size):
+            yield from zip(batch, self.detect(batch))
 
 
-def load_network(model_path):
-    """SSH with the weights of an official .caffemodel (strict) or a project .pth checkpoint."""
+def batched(iterable, size):
+    """Lists of `size` consecutive items of `iterable` (the last one may be shorter)."""
+    if size < 1:
+        raise ValueError(f"batch size must be at least 1, got {size}")
+    batch = []
+    for item in iterable:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def load_network(model_path, backend="pytorch", device="cpu"):
+    """The network for `model_path`: `SSH` with the weights of an official .caffemodel (strict) or a
+    project .pth checkpoint, or, with backend "onnxruntime", an ONNX file written by
+    model.onnx_export run by ONNX Runtime (an optional dependency) for `device`."""
     path = Path(model_path)
     if not path.is_file():
         raise FileNotFoundError(f"model file not found: {path}")
+    if backend == "onnxruntime":
+        from .onnx_runtime import OnnxSSH
+
+        return OnnxSSH.from_file(path, device)
+    if backend != "pytorch":
+        raise ValueError(f"unknown backend '{backend}' (expected one of {', '.join(BACKENDS)})")
     net = SSH()
     if path.suffix == ".caffemodel":
         net.load_caffemodel(path, strict=True)
     elif path.suffix in (".pth", ".pt"):
         net.load_checkpoint(path)
     else:
-        raise ValueError(f"{path}: unknown model file type '{path.suffix}' (expected .caffemodel or .pth)")
+        raise ValueError(f"{path}: unknown model file type '{path.suffix}' (expected .caffemodel or .pth; "
+                         "ONNX files run with the onnxruntime backend)")
     return net
 
 
@@ -141,7 +188,8 @@ def default_device():
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def build_detector(model_path, cfg, device=None, fast=False, score_thresh=0.05):
+def build_detector(model_path, cfg, device=None, fast=False, score_thresh=0.05, backend="pytorch"):
     """Detector for the weights at `model_path` with the TEST settings and PIXEL_MEANS of `cfg`."""
-    net = load_network(model_path)
-    return Detector(net, cfg.TEST, cfg.PIXEL_MEANS, device or default_device(), score_thresh, fast)
+    device = device or default_device()
+    net = load_network(model_path, backend, device)
+    return Detector(net, cfg.TEST, cfg.PIXEL_MEANS, device, score_thresh, fast)
