@@ -27,7 +27,8 @@ from lib.train_log import TrainLog
 from lib.training import NonFiniteLoss, StopOnSigint, amp_dtype, image_losses, seed_everything, train_loop
 from lib.utils.checkpoint import load_snapshot, save_snapshot, set_rng_state, snapshot_name
 from lib.utils.distributed import (PeerFailure, all_reduce_mean, any_rank, broadcast_module, failure_message,
-                                   init_distributed, launch_from, lost_ranks, pick_device)
+                                   init_distributed, launch_from, lost_ranks, pick_device,
+                                   split_iter_size)
 
 PEER_FAILURE_EXIT = 4
 
@@ -47,11 +48,6 @@ def parse_args(argv):
                         help="seconds to wait for a peer that never starts or stops responding (default: 30)")
     dist_args, rest = parser.parse_known_args(argv)
     return dist_args, train.parse_args(rest)
-
-
-def split_iter_size(images_per_step, world_size):
-    """Images each rank accumulates per SGD step: images_per_step / world_size, rounded, at least 1."""
-    return max(1, int(images_per_step / world_size + 0.5))
 
 
 def main(argv=None):

@@ -22,7 +22,7 @@ import train
 import train_dist
 from lib.train_log import read_metrics
 from lib.utils.distributed import (Launch, all_reduce_mean, any_rank, broadcast_module, failure_message,
-                                   launch_from, pick_device)
+                                   launch_from, pick_device, split_iter_size)
 
 REPO = Path(__file__).resolve().parents[1]
 # 64-pixel blobs, 4 images per SGD step, one log line per step.
@@ -90,15 +90,19 @@ def read(path):
 def test_two_ranks_match_one_process_and_resume(wider, tmp_path):
     """2 ranks x 2 images == 1 process x 4 images after 3 steps (one across an epoch boundary).
 
-    The 2-rank run stops at step 2 and resumes from its snapshot, so resume is checked on the way.
+    The 2-rank run (flags) stops at step 2 and resumes from its snapshot under torchrun, so resume and
+    the env:// set-up are checked on the way.
     """
     single, multi = tmp_path / "single", tmp_path / "multi"
     common = ["--data", str(wider), *TINY, "--set", "TRAIN.SNAPSHOT", "2"]
     torch.set_num_threads(1)
     assert train.main([*common, "--iters", "3", "--out", str(single)]) == 0
     run_ranks([*common, "--iters", "2", "--out", str(multi)], 2, tmp_path / "logs1")
-    run_ranks([*common, "--iters", "3", "--out", str(multi), "--resume", str(multi / "SSH_iter_2.pth")], 2,
-              tmp_path / "logs2")
+    torchrun = subprocess.run(  # the resume leg under torchrun (env://)
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "train_dist.py",
+         *common, "--iters", "3", "--out", str(multi), "--resume", str(multi / "SSH_iter_2.pth")],
+        cwd=REPO, env=ENV, capture_output=True, text=True, timeout=120)
+    assert torchrun.returncode == 0, torchrun.stderr[-3000:]
 
     a = torch.load(single / "SSH_iter_3.pth", weights_only=True)
     b = torch.load(multi / "SSH_iter_3.pth", weights_only=True)
@@ -119,6 +123,7 @@ def test_two_ranks_match_one_process_and_resume(wider, tmp_path):
     log = read(tmp_path / "logs1" / "rank0.out")
     assert "on 2 processes (gloo, rank 0 on cpu): 2 x 2 = 4 images per SGD step (TRAIN.ITER_SIZE 4)" in log
     assert "iter 2/2" in log and "Wrote snapshot to" in log
+    assert torchrun.stdout.count("iter 3/3") == 1  # rank 0 alone logs under torchrun too
     assert read(tmp_path / "logs1" / "rank1.out") == ""  # rank 1 prints nothing
     assert sorted(p.name for p in multi.glob("*.pth")) == ["SSH_iter_2.pth", "SSH_iter_3.pth"]
     assert not list(multi.glob(".*"))  # no temporary files left
@@ -230,7 +235,7 @@ def test_pick_device_on_cuda():
 
 @pytest.mark.parametrize("world_size, per_rank", [(1, 8), (2, 4), (4, 2), (8, 1), (3, 3), (5, 2), (6, 1), (16, 1)])
 def test_official_8_images_per_step_split_over_the_ranks(world_size, per_rank):
-    assert train_dist.split_iter_size(8, world_size) == per_rank
+    assert split_iter_size(8, world_size) == per_rank
 
 
 def test_failure_message_names_the_peers():

@@ -59,6 +59,11 @@ def pick_device(device_type, gpu, launch):
     return device
 
 
+def split_iter_size(images_per_step, world_size):
+    """Images each rank accumulates per SGD step: images_per_step / world_size, rounded, at least 1."""
+    return max(1, int(images_per_step / world_size + 0.5))
+
+
 def backend_for(device):
     """nccl for CUDA devices, gloo for the CPU."""
     return "nccl" if device.type == "cuda" else "gloo"
