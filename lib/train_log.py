@@ -82,7 +82,7 @@ class TrainLog:
         self._last = self._mark
 
     def log(self, iteration, lr, losses):
-        """Record step `iteration` (steps completed) with its lr and {name: float} losses; returns the record."""
+        """Record step `iteration` (steps completed) with its lr and {name: float} losses."""
         now = time.perf_counter()
         images_per_s = self.images_per_iter * (iteration - self._last[0]) / max(now - self._last[1], 1e-9)
         self._last = (iteration, now)
@@ -94,7 +94,6 @@ class TrainLog:
         self._bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{lr:g}")
         if iteration % self.display == 0 or iteration == self.max_iters:
             self._bar.write(self.line(record, now))
-        return record
 
     def line(self, record, now):
         """Log line: iteration, lr, images/s and ETA over the iterations since the previous line, losses."""

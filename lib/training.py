@@ -2,10 +2,12 @@
 
 One iteration = one SGD step over `iter_size` images, one image per forward/backward pass. Each
 image's summed six losses are divided by iter_size before backward, so the accumulated gradient
-is the mean over the images (Caffe's iter_size normalisation). The loop is written for one
-process; a distributed wrapper adds data sharding (EpochSampler rank/world_size), passes an
-`average` function that all-reduces gradients and losses, and an all-reduced `should_stop`.
+is the mean over the images (Caffe's iter_size normalisation). `fit` runs a whole single-process
+training; a distributed run (train_dist.py) reuses train_loop with data sharding (EpochSampler
+rank / world_size), an `average` function that all-reduces losses and gradients, and an
+all-reduced `should_stop`.
 """
+import json
 import math
 import os
 import random
@@ -13,11 +15,16 @@ import signal
 import sys
 from contextlib import nullcontext
 from itertools import islice
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from lib.datasets import EpochSampler, TrainDataset, make_loader
 from lib.losses import ssh_losses
+from lib.solver import CaffeSGD, StepLR
+from lib.train_log import TrainLog
+from lib.utils.checkpoint import load_snapshot, save_snapshot, set_rng_state, snapshot_name
 
 
 class NonFiniteLoss(RuntimeError):
@@ -147,3 +154,68 @@ def train_loop(optimizer, items, loss_fn, schedule, *, start_iter, max_iters, it
     if iteration != last_snapshot:
         snapshot(iteration)
     return iteration, reason
+
+
+def snapshot_prefix(infix):
+    """Official snapshot prefix: solver `snapshot_prefix` "SSH", then "_<TRAIN.SNAPSHOT_INFIX>" if set."""
+    return "SSH" + (f"_{infix}" if infix else "")
+
+
+def fit(net, cfg, roidb, out_dir, *, device, max_iters, workers=2, amp=False, resume=None):
+    """Train `net` on `roidb` with the recipe of cfg.TRAIN up to `max_iters` SGD steps in this process.
+
+    net: an SSH (anything with param_groups(base_lr, weight_decay)), already initialised. Writes
+    `<out_dir>/<prefix>_iter_<N>.pth` snapshots, metrics.jsonl and loss_curve.png. `resume`: a
+    snapshot to continue from exactly. Returns (steps completed, "done" | "stopped" (Ctrl-C)); a NaN
+    or infinite loss raises NonFiniteLoss naming the iteration and the last good snapshot.
+    """
+    train_cfg = cfg.TRAIN
+    device = torch.device(device)
+    out_dir = Path(out_dir)
+    net.to(device).train()
+    optimizer = CaffeSGD(net.param_groups(train_cfg.BASE_LR, train_cfg.WEIGHT_DECAY), lr=train_cfg.BASE_LR,
+                         momentum=train_cfg.MOMENTUM)
+    schedule = StepLR(train_cfg.BASE_LR, train_cfg.GAMMA, train_cfg.STEPSIZE)
+    autocast_dtype = amp_dtype(device) if amp else None
+    scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype == torch.float16)
+    start_iter, consumed, resumed = 0, 0, None
+    if resume is not None:
+        resumed = load_snapshot(resume, model=net, optimizer=optimizer, scaler=scaler, restore_rng=False)
+        start_iter, consumed = resumed["iteration"], resumed["extra"]["consumed"]
+    dataset = TrainDataset(roidb, train_cfg.SCALES[0], train_cfg.MAX_SIZE, cfg.PIXEL_MEANS, train_cfg.ORIG_SIZE)
+    loader = make_loader(dataset, EpochSampler(len(dataset), cfg.RNG_SEED, start=consumed), workers,
+                         pin_memory=device.type == "cuda")
+    log = TrainLog(out_dir, start_iter, max_iters, train_cfg.ITER_SIZE, train_cfg.DISPLAY)
+    if resumed is not None and resumed["schedule"] != schedule._asdict():
+        log.message(f"note: lr schedule {schedule._asdict()} differs from the snapshot's {resumed['schedule']}")
+    plain_cfg = json.loads(json.dumps(cfg))
+    last_snapshot = resume
+
+    def snapshot(iteration):
+        nonlocal last_snapshot
+        extra = {"consumed": consumed + (iteration - start_iter) * train_cfg.ITER_SIZE, "config": plain_cfg}
+        last_snapshot = save_snapshot(out_dir / snapshot_name(snapshot_prefix(train_cfg.SNAPSHOT_INFIX), iteration),
+                                      model=net, optimizer=optimizer, iteration=iteration,
+                                      schedule=schedule._asdict(), scaler=scaler, extra=extra)
+        log.plot()
+        log.message(f"Wrote snapshot to {last_snapshot}")
+
+    log.message(f"Training {len(dataset)} images from iteration {start_iter} to {max_iters} on {device}, "
+                f"{train_cfg.ITER_SIZE} images per step, output in {out_dir}")
+    with StopOnSigint() as stop:
+        items = iter(loader)  # loader workers fork here and inherit the Ctrl-C handler
+        if resumed is not None:
+            set_rng_state(resumed["rng"])
+        try:
+            iteration, reason = train_loop(
+                optimizer, items, lambda item: image_losses(net, item, train_cfg, device, autocast_dtype), schedule,
+                start_iter=start_iter, max_iters=max_iters, iter_size=train_cfg.ITER_SIZE,
+                snapshot_every=train_cfg.SNAPSHOT, snapshot=snapshot, log=log.log, scaler=scaler, should_stop=stop)
+            if reason == "stopped":
+                log.message(f"Stopped at iteration {iteration}; continue with --resume {last_snapshot}")
+            return iteration, reason
+        except NonFiniteLoss as e:
+            kept = f"the last good snapshot is {last_snapshot}" if last_snapshot else "no snapshot was written"
+            raise NonFiniteLoss(f"non-finite loss at {e}; training stopped, {kept}") from None
+        finally:
+            log.close()

@@ -253,3 +253,4 @@ def test_training_runs_on_the_test_device(wider, tmp_path, device):
     records = read_metrics(tmp_path / "metrics.jsonl")
     assert [r["iteration"] for r in records] == [1, 2]
     assert all(np.isfinite(r["loss"]) and r["loss"] > 0 for r in records)
+
