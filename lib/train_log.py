@@ -101,9 +101,9 @@ class TrainLog:
         per_iter = (now - start) / max(record["iteration"] - start_iter, 1)
         self._mark = (record["iteration"], now)
         losses = "  ".join(f"{k} {v:.4f}" for k, v in record.items() if k.endswith("_loss"))
+        eta = format_eta(per_iter * (self.max_iters - record["iteration"]))
         return (f"iter {record['iteration']}/{self.max_iters}  lr {record['lr']:g}  loss {record['loss']:.4f}  "
-                f"{self.images_per_iter / per_iter:.2f} img/s  ETA {format_eta(per_iter * (self.max_iters - record['iteration']))}"
-                f"  |  {losses}")
+                f"{self.images_per_iter / per_iter:.2f} img/s  ETA {eta}  |  {losses}")
 
     def plot(self):
         """Redraw the loss-curve PNG from metrics.jsonl."""
