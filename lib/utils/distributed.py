@@ -52,6 +52,8 @@ def pick_device(device_type, gpu, launch):
         if gpu is not None:
             raise ValueError("--gpu needs --device cuda")
         return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise ValueError("--device cuda, but no CUDA device is available")
     if gpu is None:
         gpu = launch.local_rank if launch.local_rank is not None else launch.rank % torch.cuda.device_count()
     device = torch.device("cuda", gpu)
@@ -125,9 +127,9 @@ def lost_ranks(store, rank, world_size, wait):
 
 
 def failure_message(rank, lost, error):
-    """One line naming this rank, the lost peers (`lost_ranks`; None: the store host) and the failure."""
+    """One line naming this rank, the lost peers (`lost_ranks`; None: the store is gone) and the failure."""
     if lost is None:
-        peers = "the master (rank 0, host of the rendezvous store)"
+        peers = "rank 0 (the master: its rendezvous store is gone)"
     elif lost:
         peers = _ranks(lost)
     else:
