@@ -1,0 +1,126 @@
+"""Frames from videos and image sequences, atomic video/folder writing, and test.py --video."""
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from lib.config import get_config
+from lib.video import FrameReader, VideoError, atomic_folder, atomic_video
+from lib.visualize import format_detections
+from model.detector import Detector
+from model.ssh import SSH
+from test import main
+
+HW = (64, 96)
+
+
+def frames(count, seed=0):
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, (*HW, 3), dtype=np.uint8) for _ in range(count)]
+
+
+def write_avi(path, count, fps=10):
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, HW[::-1])
+    for frame in frames(count):
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def test_video_file_frames_count_and_fps(tmp_path):
+    with FrameReader(write_avi(tmp_path / "clip.avi", 5)) as reader:
+        decoded = list(reader)
+        assert (reader.count, reader.fps) == (5, 10)
+    assert len(decoded) == 5 and all(f.shape == (*HW, 3) and f.dtype == np.uint8 for f in decoded)
+
+
+def test_image_sequence_is_read_in_name_order(tmp_path):
+    originals = frames(3, seed=1)
+    for name, frame in zip(("b.png", "a.png", "c.png"), originals):
+        cv2.imwrite(str(tmp_path / name), frame)
+    (tmp_path / "notes.txt").write_text("not a frame")
+    reader = FrameReader(tmp_path)
+    assert reader.count == 3
+    for got, want in zip(reader, (originals[1], originals[0], originals[2])):
+        np.testing.assert_array_equal(got, want)  # PNG is lossless
+
+
+def test_truncated_video_names_the_frame_that_fails(tmp_path):
+    data = write_avi(tmp_path / "clip.avi", 8).read_bytes()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(data[:len(data) * 6 // 10])  # the header still announces 8 frames
+    with pytest.raises(VideoError, match=r"frame \d failed to decode \(the file announces 8 frames\)"):
+        list(FrameReader(cut))
+
+
+def test_unreadable_sources(tmp_path):
+    with pytest.raises(VideoError, match="video not found"):
+        FrameReader(tmp_path / "absent.mp4")
+    (tmp_path / "text.mp4").write_text("not a video")
+    with pytest.raises(VideoError, match="not a video OpenCV can read"):
+        FrameReader(tmp_path / "text.mp4")
+    (tmp_path / "seq").mkdir()
+    with pytest.raises(VideoError, match="no image files"):
+        FrameReader(tmp_path / "seq")
+    cv2.imwrite(str(tmp_path / "seq" / "0.png"), frames(1)[0])
+    (tmp_path / "seq" / "1.png").write_bytes(b"\x89PNG broken")
+    with pytest.raises(VideoError, match="frame 1 failed to decode"):
+        list(FrameReader(tmp_path / "seq"))
+
+
+def test_atomic_video_and_folder_leave_nothing_on_error(tmp_path):
+    with atomic_video(tmp_path / "out.mp4", 10) as video, atomic_folder(tmp_path / "dets") as folder:
+        for frame in frames(4):
+            video.write(frame)
+        (folder / "0.txt").write_text("x")
+    with FrameReader(tmp_path / "out.mp4") as reader:
+        assert reader.count == 4 and len(list(reader)) == 4
+    assert [p.name for p in (tmp_path / "dets").iterdir()] == ["0.txt"]
+    with pytest.raises(VideoError, match="frame of size"):
+        with atomic_video(tmp_path / "bad.mp4", 10) as video, atomic_folder(tmp_path / "bad") as folder:
+            video.write(frames(1)[0])
+            video.write(np.zeros((8, 8, 3), np.uint8))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dets", "out.mp4"]
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    torch.manual_seed(0)
+    net = SSH().eval()
+    pth = tmp_path_factory.mktemp("model") / "ssh.pth"
+    torch.save(net.state_dict(), pth)
+    return net, pth
+
+
+def test_cli_video_writes_annotated_video_and_per_frame_detections(model, tmp_path):
+    net, pth = model
+    clip = write_avi(tmp_path / "clip.avi", 5)
+    out = tmp_path / "out"
+    assert main(["--video", str(clip), "--model", str(pth), "--batch-size", "2", "--out", str(out),
+                 "--thresh", "0.05", "--device", "cpu", "--set", "TEST.ORIG_SIZE", "True"]) == 0
+    with FrameReader(out / "clip_ssh.mp4") as reader:
+        assert reader.count == 5 and next(iter(reader)).shape == (*HW, 3)
+    texts = sorted((out / "clip_ssh").iterdir())
+    assert [p.name for p in texts] == [f"{k:06d}.txt" for k in range(5)]
+    cfg = get_config()
+    cfg.TEST.ORIG_SIZE = True
+    det = Detector(net, cfg.TEST, cfg.PIXEL_MEANS)
+    for text, frame in zip(texts, FrameReader(clip)):  # the same frames, detected one at a time
+        ref = det.detect(frame)
+        got = np.loadtxt(text, ndmin=2)
+        assert len(ref) > 10 and got.shape == ref.shape
+        np.testing.assert_allclose(got, np.loadtxt(format_detections(ref).splitlines(), ndmin=2), rtol=0, atol=0.11)
+
+
+def test_cli_bad_video_exits_2_and_leaves_nothing(model, tmp_path, capsys):
+    _, pth = model
+    out = tmp_path / "out"
+    common = ["--model", str(pth), "--out", str(out), "--device", "cpu", "--set", "TEST.ORIG_SIZE", "True"]
+    (tmp_path / "text.avi").write_text("not a video")
+    assert main(["--video", str(tmp_path / "text.avi")] + common) == 2
+    assert "not a video OpenCV can read" in capsys.readouterr().err
+    data = write_avi(tmp_path / "clip.avi", 8).read_bytes()
+    (tmp_path / "cut.avi").write_bytes(data[:len(data) * 6 // 10])
+    assert main(["--video", str(tmp_path / "cut.avi")] + common) == 2
+    assert "failed to decode" in capsys.readouterr().err
+    assert list(out.iterdir()) == []
