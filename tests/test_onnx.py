@@ -38,7 +38,7 @@ def exported(tmp_path_factory):
 
 
 def relative_errors(net, onnx_net, images):
-    """{output name: max |onnx - torch| / max |torch|} for one batch."""
+    """({output name: max |onnx - torch| / max |torch|}, the ONNX Runtime heads) for one batch."""
     with torch.inference_mode():
         ref, out = net(images), onnx_net(images)
     return {f"{m}_{kind}": ((out[m][i] - ref[m][i]).abs().max() / ref[m][i].abs().max()).item()
