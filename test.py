@@ -16,8 +16,8 @@ from tqdm import tqdm
 
 from lib.config import add_config_args, config_from_args
 from lib.image_io import ImageError, read_image, write_image
-from lib.utils.atomic import atomic_write_text
-from lib.video import FrameReader, VideoError, atomic_folder, atomic_video, image_files
+from lib.utils.atomic import atomic_folder, atomic_write_text
+from lib.video import FrameReader, VideoError, atomic_video, image_files
 from lib.visualize import draw_detections, format_detections
 from model.detector import BACKENDS, as_bgr, build_detector, default_device, load_network
 
@@ -82,14 +82,16 @@ def export(args):
 def detect_images(args, detector):
     """Pictures with boxes and detection text files for the images of --image / --dir."""
     paths = image_list(args)
-    start = time.perf_counter()
+    start = last = time.perf_counter()
     stream = detector.detect_stream((read_image(p) for p in paths), args.batch_size)
     for path, (image, dets) in zip(paths, stream):
         dets = dets[dets[:, 4] >= args.thresh]
         picture = args.out / f"{path.stem}_ssh.jpg"
         write_image(picture, draw_detections(as_bgr(image), dets, args.thresh))
         atomic_write_text(args.out / f"{path.stem}_ssh.txt", format_detections(dets))
-        print(f"{path}: {len(dets)} faces (score >= {args.thresh}) -> {picture}")
+        now = time.perf_counter()
+        print(f"{path}: {len(dets)} faces (score >= {args.thresh}) in {now - last:.2f} s -> {picture}")
+        last = now
     seconds = time.perf_counter() - start
     print(f"{len(paths)} images in {seconds:.2f} s ({len(paths) / seconds:.2f} images/s, batch size {args.batch_size})")
 

@@ -1,7 +1,4 @@
 """Frames from a video file or an image sequence, and video files written atomically (OpenCV)."""
-import os
-import shutil
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -122,23 +119,3 @@ def atomic_video(path, fps):
             yield writer
         finally:
             writer.release()
-
-
-@contextmanager
-def atomic_folder(path):
-    """Yield a temporary folder beside `path`; it replaces `path` (and its contents) when the block
-    ends without error and is removed otherwise."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the result is an ordinary folder
-    try:
-        yield tmp
-        if path.is_dir():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)

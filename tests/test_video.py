@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from lib.config import get_config
-from lib.video import FrameReader, VideoError, atomic_folder, atomic_video
+from lib.utils.atomic import atomic_folder
+from lib.video import FrameReader, VideoError, atomic_video
 from lib.visualize import format_detections
 from model.detector import Detector
 from model.ssh import SSH
