@@ -34,7 +34,8 @@ fetch-imagenet: setup
 	$(PY) -m model.weights imagenet
 
 benchmark: setup
-	$(PY) -m model.benchmark
+	$(PY) -m model.benchmark --fast
+	$(PY) -m model.deploy_benchmark
 	$(PY) -m lib.nms.benchmark
 
 # On a CUDA machine: the test suite on the GPU, then the benchmarks.
