@@ -129,6 +129,19 @@ def test_two_ranks_match_one_process_and_resume(wider, tmp_path):
     assert not list(multi.glob(".*"))  # no temporary files left
 
 
+def test_a_nan_loss_stops_every_rank(wider, tmp_path):
+    """The losses are averaged before the NaN check, so all ranks stop at the same step (no rank left waiting)."""
+    # lr 1e6 makes the weights explode after the first step: the loss of step 2 is NaN.
+    args = ["--data", str(wider), *TINY, "--set", "TRAIN.SNAPSHOT", "1", "--set", "TRAIN.BASE_LR", "1e6",
+            "--iters", "5", "--out", str(tmp_path), "--timeout", "60"]
+    codes = wait_all(start_ranks(args, [0, 1], 2, free_port(), tmp_path), 50)
+    assert codes == {0: 3, 1: 3}
+    assert "non-finite loss at iteration 2" in read(tmp_path / "rank0.err")
+    assert f"last good snapshot is {tmp_path / 'SSH_iter_1.pth'}" in read(tmp_path / "rank0.err")
+    assert read(tmp_path / "rank1.err") == ""
+    assert [p.name for p in tmp_path.glob("*.pth")] == ["SSH_iter_1.pth"]
+
+
 # --- faults --------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("killed, sig, timeout", [(1, signal.SIGKILL, 10), (0, signal.SIGKILL, 10),
