@@ -4,7 +4,7 @@ The photo is matplotlib's grace_hopper.jpg (600 x 512, one face), installed with
 face box is annotated below (the same box as ../shared/data/package_faces/annotations.txt). The
 official recipe runs unchanged (OHEM, Caffe SGD at base lr 0.004, momentum 0.9, flipped copies)
 except for the scale (shorter side 160 px: the face is ~56 x 64, an M2 face), one image per SGD
-step, and the Kaiming-initialised trunk (--init none). About 30-60 s on a 2-core CPU.
+step, and the Kaiming-initialised trunk (--init none). About 30 s on an idle 2-core CPU.
 Run alone: .venv/bin/python -m pytest -q tests/test_learning.py
 """
 import shutil
@@ -41,27 +41,33 @@ def photo(tmp_path_factory):
     return root
 
 
-def recall(detector, image, faces, score=0.5, iou=0.5):
-    """Fraction of `faces` (F, 4) matched by a detection with score >= `score` at IoU >= `iou`."""
+def evaluate(detector, image, faces, score=0.5, iou=0.5):
+    """(recall, top_hit): the fraction of `faces` (F, 4) matched by a detection with score >= `score`
+    at IoU >= `iou`, and whether the highest-scoring detection is such a match.
+
+    Recall alone cannot tell a detector from noise: a random SSH fires hundreds of boxes above 0.5.
+    """
     dets = torch.from_numpy(detector.detect(image))
     dets = dets[dets[:, 4] >= score]
     if len(dets) == 0:
-        return 0.0
-    return (box_iou(faces, dets[:, :4]).max(dim=1).values >= iou).float().mean().item()
+        return 0.0, False
+    overlaps = box_iou(faces, dets[:, :4])
+    return (overlaps.max(dim=1).values >= iou).float().mean().item(), bool(overlaps[:, 0].max() >= iou)
 
 
 def test_training_from_scratch_finds_the_face(photo, tmp_path, device):
     x, y, w, h = FACE_XYWH
     image = cv2.imread(str(photo / "WIDER_train" / "images" / "0--Portrait" / "grace_hopper.jpg"))
-    mirrored = np.ascontiguousarray(image[:, ::-1])
     width = image.shape[1]
     # Official box rule (x2 = x + w) and flip rule (x1' = W - x2 - 1).
-    face = torch.tensor([[x, y, x + w, y + h]], dtype=torch.float32)
-    mirrored_face = torch.tensor([[width - (x + w) - 1, y, width - x - 1, y + h]], dtype=torch.float32)
-
+    views = [(image, torch.tensor([[x, y, x + w, y + h]], dtype=torch.float32)),
+             (np.ascontiguousarray(image[:, ::-1]),
+              torch.tensor([[width - (x + w) - 1, y, width - x - 1, y + h]], dtype=torch.float32))]
     cfg = get_config(set_pairs=[("TEST.SCALES", f"[{SCALE}]")])
+
+    torch.manual_seed(cfg.RNG_SEED)  # the network train.py starts from
     untrained = Detector(SSH(), cfg.TEST, cfg.PIXEL_MEANS, device)
-    assert recall(untrained, image, face) == 0.0
+    assert not any(evaluate(untrained, im, face)[1] for im, face in views)
 
     rc = train.main(["--data", str(photo), "--init", "none", "--device", device.type, "--workers", "0",
                      "--out", str(tmp_path), "--iters", str(ITERS),
@@ -71,5 +77,6 @@ def test_training_from_scratch_finds_the_face(photo, tmp_path, device):
     net = SSH()
     net.load_checkpoint(tmp_path / f"SSH_iter_{ITERS}.pth")
     detector = Detector(net, cfg.TEST, cfg.PIXEL_MEANS, device)
-    found = (recall(detector, image, face) + recall(detector, mirrored, mirrored_face)) / 2
-    assert found >= 0.8
+    results = [evaluate(detector, im, face) for im, face in views]
+    assert sum(r for r, _ in results) / len(results) >= 0.8
+    assert all(top for _, top in results)
