@@ -4,8 +4,9 @@ For each process count N in --procs, N processes on this machine (gloo on CPU, n
 GPU each) run lib.training.train_step with the all-reduce average of train_dist.py at a fixed number
 of images per SGD step (default: the official 8, split as train_dist.py splits TRAIN.ITER_SIZE).
 Every rank trains on the same random blob with 20 random faces (speed does not depend on values).
-Reports the median seconds per step after one warm-up step, the part spent averaging gradients,
-images/s, and the speed-up and scaling efficiency (speed-up / N) of images/s against the first count.
+Reports the median seconds per step after one warm-up step, the part spent averaging gradients
+(waiting for the slowest rank included), images/s, and the speed-up of images/s over the first
+count with its scaling efficiency (speed-up / relative process count).
 """
 import argparse
 import socket
