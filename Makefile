@@ -36,6 +36,7 @@ fetch-imagenet: setup
 benchmark: setup
 	$(PY) -m model.benchmark --fast
 	$(PY) -m model.deploy_benchmark
+	$(PY) -m model.train_benchmark
 	$(PY) -m lib.nms.benchmark
 
 # On a CUDA machine: the test suite on the GPU, then the benchmarks.
