@@ -49,7 +49,7 @@ def parse_args(argv):
     parser.add_argument("--out", type=Path, default=Path("output/detections"), help="output folder")
     parser.add_argument("--device", default=default_device(), help="cpu, cuda or cuda:N")
     parser.add_argument("--fast", action="store_true",
-                        help="reduced precision (bf16 on CPU, fp16 on CUDA) with channels_last")
+                        help="reduced precision: bf16 on CPU, fp16 on CUDA")
     add_config_args(parser)
     args = parser.parse_args(argv)
     if args.batch_size < 1:
