@@ -95,8 +95,12 @@ def test_two_ranks_match_one_process_and_resume(wider, tmp_path):
     """
     single, multi = tmp_path / "single", tmp_path / "multi"
     common = ["--data", str(wider), *TINY, "--set", "TRAIN.SNAPSHOT", "2"]
-    torch.set_num_threads(1)
-    assert train.main([*common, "--iters", "3", "--out", str(single)]) == 0
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each rank (OMP_NUM_THREADS=1)
+    try:
+        assert train.main([*common, "--iters", "3", "--out", str(single)]) == 0
+    finally:
+        torch.set_num_threads(threads)
     run_ranks([*common, "--iters", "2", "--out", str(multi)], 2, tmp_path / "logs1")
     torchrun = subprocess.run(  # the resume leg under torchrun (env://)
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "train_dist.py",
