@@ -2,11 +2,14 @@
 
 For each blob size it prints the end-to-end latency of Detector.detect (median and min..max of
 --runs runs after a warm-up), the share spent outside the network (preprocessing, decoding, NMS),
-the network's achieved GFLOP/s next to a large 3x3 convolution timed in the same process, and the
-peak memory. With --fast it also runs the reduced-precision mode and reports its head drift.
+the network's achieved GFLOP/s next to a large 3x3 convolution of the same precision timed in the
+same process, and the peak memory of one detection (CUDA: peak allocated; CPU: peak resident set of a
+fresh process that imports everything, builds the detector and detects one image of that size).
+With --fast it also runs the reduced-precision mode and reports its head drift.
 Random weights are used (speed does not depend on them); images are ORIG_SIZE so blob = image.
 """
 import argparse
+import multiprocessing
 import resource
 import statistics
 import time
@@ -63,17 +66,35 @@ def reference_conv_gflops(device, dtype, runs=5):
     return flops / min(times) / 1e9
 
 
-def peak_memory_mb(device):
-    """Peak GPU memory allocated (CUDA) or peak resident set size of the process (CPU), in MB."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
+def _detector(device, fast):
+    cfg = get_config()
+    cfg.TEST.ORIG_SIZE = True
+    torch.manual_seed(0)
+    return Detector(SSH(), cfg.TEST, cfg.PIXEL_MEANS, device, fast=fast)
+
+
+def random_image(height, width):
+    return np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def _detect_once_rss(height, width, fast):
+    _detector("cpu", fast).detect(random_image(height, width))
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def peak_memory_mb(device, height, width, fast):
+    """Peak memory in MB of one detection: CUDA peak allocated, or a fresh CPU process's peak RSS."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        _detector(device, fast).detect(random_image(height, width))
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(_detect_once_rss, (height, width, fast))
 
 
 def time_size(detector, height, width, runs):
     """(latencies, network seconds) of `runs` detections of a random height x width image."""
-    rng = np.random.default_rng(0)
-    image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    image = random_image(height, width)
     blob = torch.from_numpy(np.ascontiguousarray(
         (image.astype(np.float32) - detector.pixel_means).transpose(2, 0, 1)))[None]
     detector.detect(image)
@@ -107,32 +128,26 @@ def main():
     parser.add_argument("--sizes", nargs="+", default=[f"{h}x{w}" for h, w in SIZES])
     args = parser.parse_args()
     device = torch.device(args.device)
-    cfg = get_config()
-    cfg.TEST.ORIG_SIZE = True
-    torch.manual_seed(0)
-    net = SSH().eval()
-    modes = [("fp32", False)] + ([("fast", True)] if args.fast else [])
-    detectors = {name: Detector(net if not fast else SSH().eval(), cfg.TEST, cfg.PIXEL_MEANS, device,
-                                fast=fast) for name, fast in modes}
-    if args.fast:
-        detectors["fast"].net.load_state_dict(net.state_dict())
+    modes = {"fp32": False, "fast": True} if args.fast else {"fp32": False}
+    detectors = {name: _detector(device, fast) for name, fast in modes.items()}
+    low = torch.float16 if device.type == "cuda" else torch.bfloat16
+    ref = {"fp32": reference_conv_gflops(device, torch.float32), "fast": reference_conv_gflops(device, low)}
     print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'}), "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    ref_fp32 = reference_conv_gflops(device, torch.float32)
-    print(f"reference 3x3 conv 512->512 @100x150: {ref_fp32:.1f} GFLOP/s fp32")
+    print(f"reference 3x3 conv 512->512 @100x150: {ref['fp32']:.1f} GFLOP/s fp32"
+          + (f", {ref['fast']:.1f} GFLOP/s {str(low)[6:]}" if args.fast else ""))
     print(f"{'mode':>5} {'size':>10} {'median s':>9} {'min..max s':>14} {'outside net':>11} "
           f"{'net GFLOP/s':>11} {'% of ref':>8} {'peak MB':>8}")
     for size in args.sizes:
         h, w = (int(v) for v in size.split("x"))
-        flops = conv_flops(net, torch.zeros(1, 3, h, w))
+        flops = conv_flops(detectors["fp32"].net, torch.zeros(1, 3, h, w))
         for name, detector in detectors.items():
             total, net_s = time_size(detector, h, w, args.runs)
             med = statistics.median(total)
             gflops = flops / net_s / 1e9
-            ref = ref_fp32 if name == "fp32" else float("nan")
             print(f"{name:>5} {size:>10} {med:>9.3f} {min(total):>6.3f}..{max(total):<6.3f} "
-                  f"{max(0.0, 1 - net_s / med):>10.1%} {gflops:>11.1f} {gflops / ref:>8.0%} "
-                  f"{peak_memory_mb(device):>8.0f}")
+                  f"{max(0.0, 1 - net_s / med):>10.1%} {gflops:>11.1f} {gflops / ref[name]:>8.0%} "
+                  f"{peak_memory_mb(device, h, w, modes[name]):>8.0f}")
         if args.fast:
             print(f"{'':>5} {size:>10} fast-mode head drift (max|diff|/max|value|): "
                   f"{head_drift(detectors['fp32'], detectors['fast'], h, w):.2e}")
