@@ -13,23 +13,16 @@ snapshots; "consumed" in a snapshot counts the images of all ranks, so a snapsho
 under any world size that divides the dataset and keeps the images per step.
 """
 import argparse
-import json
 import sys
 from pathlib import Path
 
-import torch
 import torch.distributed as dist
 
 import train
 from lib.config import config_from_args
-from lib.datasets import EpochSampler, TrainDataset, make_loader, training_roidb
-from lib.solver import CaffeSGD, StepLR
-from lib.train_log import TrainLog
-from lib.training import (NonFiniteLoss, StopOnSigint, amp_dtype, image_losses, seed_everything, snapshot_prefix,
-                          train_loop)
-from lib.utils.checkpoint import load_snapshot, save_snapshot, set_rng_state, snapshot_name
-from lib.utils.distributed import (PeerFailure, all_reduce_mean, any_rank, broadcast_module, failure_message,
-                                   init_distributed, launch_from, lost_ranks, pick_device, split_iter_size)
+from lib.datasets import training_roidb
+from lib.training import NonFiniteLoss, fit, seed_everything
+from lib.utils.distributed import PeerFailure, init_distributed, launch_from, pick_device
 
 PEER_FAILURE_EXIT = 4
 
@@ -49,97 +42,6 @@ def parse_args(argv):
                         help="seconds to wait for a peer that never starts or stops responding (default: 30)")
     dist_args, rest = parser.parse_known_args(argv)
     return dist_args, train.parse_args(rest)
-
-
-def fit_distributed(net, cfg, roidb, out_dir, *, device, store, max_iters, workers=2, amp=False, resume=None,
-                    timeout=30.0):
-    """lib.training.fit for this rank of the current process group; returns (steps completed, "done" | "stopped").
-
-    Each rank takes its EpochSampler shard and accumulates split_iter_size(TRAIN.ITER_SIZE, world
-    size) images per step; losses and gradients are averaged over the ranks (all_reduce_mean) and
-    a Ctrl-C on any rank stops all of them. Rank 0 alone logs and writes snapshots, whose "consumed"
-    counts the images of all ranks. NonFiniteLoss is raised on every rank (the losses are averaged);
-    a failed collective raises PeerFailure naming the lost ranks, after rank 0 has saved the weights
-    of the last completed step.
-    """
-    train_cfg = cfg.TRAIN
-    rank, world_size = dist.get_rank(), dist.get_world_size()
-    out_dir = Path(out_dir)
-    iter_size = split_iter_size(train_cfg.ITER_SIZE, world_size)
-    images_per_step = iter_size * world_size
-    net.to(device).train()
-    optimizer = CaffeSGD(net.param_groups(train_cfg.BASE_LR, train_cfg.WEIGHT_DECAY), lr=train_cfg.BASE_LR,
-                         momentum=train_cfg.MOMENTUM)
-    schedule = StepLR(train_cfg.BASE_LR, train_cfg.GAMMA, train_cfg.STEPSIZE)
-    autocast_dtype = amp_dtype(device) if amp else None
-    scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype == torch.float16)
-    start_iter, consumed, resumed = 0, 0, None
-    if resume is not None:
-        resumed = load_snapshot(resume, model=net, optimizer=optimizer, scaler=scaler, restore_rng=False)
-        start_iter, consumed = resumed["iteration"], resumed["extra"]["consumed"]
-    dataset = TrainDataset(roidb, train_cfg.SCALES[0], train_cfg.MAX_SIZE, cfg.PIXEL_MEANS, train_cfg.ORIG_SIZE)
-    sampler = EpochSampler(len(dataset), cfg.RNG_SEED, rank, world_size, start=consumed // world_size)
-    loader = make_loader(dataset, sampler, workers, pin_memory=device.type == "cuda")
-    log = TrainLog(out_dir, start_iter, max_iters, images_per_step, train_cfg.DISPLAY) if rank == 0 else None
-    plain_cfg = json.loads(json.dumps(cfg))
-    state = {"snapshot": resume, "saved": start_iter, "done": start_iter}
-
-    def message(text, file=None):
-        if log is not None:
-            log.message(text, file=file)
-
-    def log_step(iteration, lr, losses):
-        state["done"] = iteration
-        if log is not None:
-            log.log(iteration, lr, losses)
-
-    def snapshot(iteration):
-        state["saved"] = iteration
-        if log is None:
-            return
-        extra = {"consumed": consumed + (iteration - start_iter) * images_per_step, "config": plain_cfg,
-                 "world_size": world_size}
-        state["snapshot"] = save_snapshot(out_dir / snapshot_name(snapshot_prefix(train_cfg.SNAPSHOT_INFIX), iteration),
-                                          model=net, optimizer=optimizer, iteration=iteration,
-                                          schedule=schedule._asdict(), scaler=scaler, extra=extra)
-        log.plot()
-        log.message(f"Wrote snapshot to {state['snapshot']}")
-
-    message(f"Training {len(dataset)} images from iteration {start_iter} to {max_iters} on {world_size} processes "
-            f"({dist.get_backend()}, rank 0 on {device}): {world_size} x {iter_size} = {images_per_step} images "
-            f"per SGD step (TRAIN.ITER_SIZE {train_cfg.ITER_SIZE}), output in {out_dir}")
-    if images_per_step != train_cfg.ITER_SIZE:
-        message(f"note: TRAIN.ITER_SIZE {train_cfg.ITER_SIZE} does not divide over {world_size} processes; "
-                f"each SGD step sees {images_per_step} images")
-    if resumed is not None and resumed["schedule"] != schedule._asdict():
-        message(f"note: lr schedule {schedule._asdict()} differs from the snapshot's {resumed['schedule']}")
-    with StopOnSigint() as stop:
-        try:
-            broadcast_module(net)
-            items = iter(loader)  # loader workers fork here and inherit the Ctrl-C handler
-            if resumed is not None:
-                set_rng_state(resumed["rng"])
-            iteration, reason = train_loop(
-                optimizer, items, lambda item: image_losses(net, item, train_cfg, device, autocast_dtype), schedule,
-                start_iter=start_iter, max_iters=max_iters, iter_size=iter_size, snapshot_every=train_cfg.SNAPSHOT,
-                snapshot=snapshot, log=log_step, scaler=scaler, average=all_reduce_mean,
-                should_stop=lambda: any_rank(stop(), device))
-            if reason == "stopped":
-                message(f"Stopped at iteration {iteration}; continue with --resume {state['snapshot']}")
-            return iteration, reason
-        except NonFiniteLoss as e:
-            kept = f"the last good snapshot is {state['snapshot']}" if state["snapshot"] else "no snapshot was written"
-            raise NonFiniteLoss(f"non-finite loss at {e}; training stopped, {kept}") from None
-        except PeerFailure as e:
-            lost = lost_ranks(store, rank, world_size, min(5.0, timeout))
-            if state["done"] != state["saved"]:
-                snapshot(state["done"])
-            if state["snapshot"]:
-                message(f"Continue with --resume {state['snapshot']}")
-            raise PeerFailure(failure_message(rank, lost, e)) from None
-        finally:
-            if log is not None:
-                log.close()
 
 
 def main(argv=None):
@@ -166,7 +68,7 @@ def main(argv=None):
         print(f"error: {e}", file=sys.stderr)
         return PEER_FAILURE_EXIT
     try:
-        fit_distributed(net, cfg, roidb, args.out or Path("output") / cfg.EXP_DIR / "wider_train", device=device,
+        fit(net, cfg, roidb, args.out or Path("output") / cfg.EXP_DIR / "wider_train", device=device,
                         store=store, max_iters=cfg.TRAIN.MAX_ITERS if args.iters is None else args.iters,
                         workers=args.workers, amp=args.amp, resume=args.resume, timeout=dist_args.timeout)
     except NonFiniteLoss as e:

@@ -2,10 +2,10 @@
 
 One iteration = one SGD step over `iter_size` images, one image per forward/backward pass. Each
 image's summed six losses are divided by iter_size before backward, so the accumulated gradient
-is the mean over the images (Caffe's iter_size normalisation). `fit` runs a whole single-process
-training; a distributed run (train_dist.py) reuses train_loop with data sharding (EpochSampler
-rank / world_size), an `average` function that all-reduces losses and gradients, and an
-all-reduced `should_stop`.
+is the mean over the images (Caffe's iter_size normalisation). `fit` runs a whole training: in
+one process (train.py) or as one rank of a torch.distributed process group (train_dist.py), where
+it adds data sharding (EpochSampler rank / world_size), an `average` function that all-reduces
+losses and gradients, and an all-reduced `should_stop`.
 """
 import json
 import math
@@ -19,12 +19,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from lib.datasets import EpochSampler, TrainDataset, make_loader
 from lib.losses import ssh_losses
 from lib.solver import CaffeSGD, StepLR
 from lib.train_log import TrainLog
 from lib.utils.checkpoint import load_snapshot, save_snapshot, set_rng_state, snapshot_name
+from lib.utils.distributed import (PeerFailure, all_reduce_mean, any_rank, broadcast_module, failure_message,
+                                   lost_ranks, split_iter_size)
 
 
 class NonFiniteLoss(RuntimeError):
@@ -161,17 +164,29 @@ def snapshot_prefix(infix):
     return "SSH" + (f"_{infix}" if infix else "")
 
 
-def fit(net, cfg, roidb, out_dir, *, device, max_iters, workers=2, amp=False, resume=None):
-    """Train `net` on `roidb` with the recipe of cfg.TRAIN up to `max_iters` SGD steps in this process.
+def fit(net, cfg, roidb, out_dir, *, device, max_iters, workers=2, amp=False, resume=None, store=None,
+        timeout=30.0):
+    """Train `net` on `roidb` with the recipe of cfg.TRAIN up to `max_iters` SGD steps.
 
     net: an SSH (anything with param_groups(base_lr, weight_decay)), already initialised. Writes
     `<out_dir>/<prefix>_iter_<N>.pth` snapshots, metrics.jsonl and loss_curve.png. `resume`: a
     snapshot to continue from exactly. Returns (steps completed, "done" | "stopped" (Ctrl-C)); a NaN
     or infinite loss raises NonFiniteLoss naming the iteration and the last good snapshot.
+
+    In a torch.distributed process group this is one rank's part: rank 0's weights are broadcast,
+    each rank takes its EpochSampler shard and accumulates split_iter_size(TRAIN.ITER_SIZE, world
+    size) images per step, losses and gradients are averaged over the ranks and a Ctrl-C on any
+    rank stops all of them. Rank 0 alone logs and writes snapshots, whose "consumed" counts the
+    images of all ranks. A failed collective raises PeerFailure naming the lost ranks (asked of the
+    rendezvous `store` within `timeout`), after rank 0 has saved the last completed step.
     """
     train_cfg = cfg.TRAIN
     device = torch.device(device)
+    distributed = dist.is_available() and dist.is_initialized()
+    rank, world_size = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
     out_dir = Path(out_dir)
+    iter_size = split_iter_size(train_cfg.ITER_SIZE, world_size)
+    images_per_step = iter_size * world_size
     net.to(device).train()
     optimizer = CaffeSGD(net.param_groups(train_cfg.BASE_LR, train_cfg.WEIGHT_DECAY), lr=train_cfg.BASE_LR,
                          momentum=train_cfg.MOMENTUM)
@@ -183,39 +198,68 @@ def fit(net, cfg, roidb, out_dir, *, device, max_iters, workers=2, amp=False, re
         resumed = load_snapshot(resume, model=net, optimizer=optimizer, scaler=scaler, restore_rng=False)
         start_iter, consumed = resumed["iteration"], resumed["extra"]["consumed"]
     dataset = TrainDataset(roidb, train_cfg.SCALES[0], train_cfg.MAX_SIZE, cfg.PIXEL_MEANS, train_cfg.ORIG_SIZE)
-    loader = make_loader(dataset, EpochSampler(len(dataset), cfg.RNG_SEED, start=consumed), workers,
-                         pin_memory=device.type == "cuda")
-    log = TrainLog(out_dir, start_iter, max_iters, train_cfg.ITER_SIZE, train_cfg.DISPLAY)
-    if resumed is not None and resumed["schedule"] != schedule._asdict():
-        log.message(f"note: lr schedule {schedule._asdict()} differs from the snapshot's {resumed['schedule']}")
+    sampler = EpochSampler(len(dataset), cfg.RNG_SEED, rank, world_size, start=consumed // world_size)
+    loader = make_loader(dataset, sampler, workers, pin_memory=device.type == "cuda")
+    log = TrainLog(out_dir, start_iter, max_iters, images_per_step, train_cfg.DISPLAY) if rank == 0 else None
     plain_cfg = json.loads(json.dumps(cfg))
-    last_snapshot = resume
+    state = {"snapshot": resume, "saved": start_iter, "done": start_iter}
+
+    def message(text):
+        if log is not None:
+            log.message(text)
+
+    def log_step(iteration, lr, losses):
+        state["done"] = iteration
+        if log is not None:
+            log.log(iteration, lr, losses)
 
     def snapshot(iteration):
-        nonlocal last_snapshot
-        extra = {"consumed": consumed + (iteration - start_iter) * train_cfg.ITER_SIZE, "config": plain_cfg}
-        last_snapshot = save_snapshot(out_dir / snapshot_name(snapshot_prefix(train_cfg.SNAPSHOT_INFIX), iteration),
-                                      model=net, optimizer=optimizer, iteration=iteration,
-                                      schedule=schedule._asdict(), scaler=scaler, extra=extra)
+        state["saved"] = iteration
+        if log is None:
+            return
+        extra = {"consumed": consumed + (iteration - start_iter) * images_per_step, "config": plain_cfg,
+                 "world_size": world_size}
+        state["snapshot"] = save_snapshot(out_dir / snapshot_name(snapshot_prefix(train_cfg.SNAPSHOT_INFIX), iteration),
+                                          model=net, optimizer=optimizer, iteration=iteration,
+                                          schedule=schedule._asdict(), scaler=scaler, extra=extra)
         log.plot()
-        log.message(f"Wrote snapshot to {last_snapshot}")
+        log.message(f"Wrote snapshot to {state['snapshot']}")
 
-    log.message(f"Training {len(dataset)} images from iteration {start_iter} to {max_iters} on {device}, "
-                f"{train_cfg.ITER_SIZE} images per step, output in {out_dir}")
+    where = (f"{world_size} processes ({dist.get_backend()}, rank 0 on {device}): {world_size} x {iter_size} = "
+             f"{images_per_step} images per SGD step (TRAIN.ITER_SIZE {train_cfg.ITER_SIZE})" if distributed
+             else f"{device}, {images_per_step} images per step")
+    message(f"Training {len(dataset)} images from iteration {start_iter} to {max_iters} on {where}, "
+            f"output in {out_dir}")
+    if images_per_step != train_cfg.ITER_SIZE:
+        message(f"note: TRAIN.ITER_SIZE {train_cfg.ITER_SIZE} does not divide over {world_size} processes; "
+                f"each SGD step sees {images_per_step} images")
+    if resumed is not None and resumed["schedule"] != schedule._asdict():
+        message(f"note: lr schedule {schedule._asdict()} differs from the snapshot's {resumed['schedule']}")
     with StopOnSigint() as stop:
-        items = iter(loader)  # loader workers fork here and inherit the Ctrl-C handler
-        if resumed is not None:
-            set_rng_state(resumed["rng"])
         try:
+            if distributed:
+                broadcast_module(net)
+            items = iter(loader)  # loader workers fork here and inherit the Ctrl-C handler
+            if resumed is not None:
+                set_rng_state(resumed["rng"])
             iteration, reason = train_loop(
                 optimizer, items, lambda item: image_losses(net, item, train_cfg, device, autocast_dtype), schedule,
-                start_iter=start_iter, max_iters=max_iters, iter_size=train_cfg.ITER_SIZE,
-                snapshot_every=train_cfg.SNAPSHOT, snapshot=snapshot, log=log.log, scaler=scaler, should_stop=stop)
+                start_iter=start_iter, max_iters=max_iters, iter_size=iter_size, snapshot_every=train_cfg.SNAPSHOT,
+                snapshot=snapshot, log=log_step, scaler=scaler, average=all_reduce_mean if distributed else None,
+                should_stop=(lambda: any_rank(stop(), device)) if distributed else stop)
             if reason == "stopped":
-                log.message(f"Stopped at iteration {iteration}; continue with --resume {last_snapshot}")
+                message(f"Stopped at iteration {iteration}; continue with --resume {state['snapshot']}")
             return iteration, reason
         except NonFiniteLoss as e:
-            kept = f"the last good snapshot is {last_snapshot}" if last_snapshot else "no snapshot was written"
+            kept = f"the last good snapshot is {state['snapshot']}" if state["snapshot"] else "no snapshot was written"
             raise NonFiniteLoss(f"non-finite loss at {e}; training stopped, {kept}") from None
+        except PeerFailure as e:
+            lost = lost_ranks(store, rank, world_size, min(5.0, timeout))
+            if state["done"] != state["saved"]:
+                snapshot(state["done"])
+            if state["snapshot"]:
+                message(f"Continue with --resume {state['snapshot']}")
+            raise PeerFailure(failure_message(rank, lost, e)) from None
         finally:
-            log.close()
+            if log is not None:
+                log.close()
