@@ -69,8 +69,8 @@ def main(argv=None):
         return PEER_FAILURE_EXIT
     try:
         fit(net, cfg, roidb, args.out or Path("output") / cfg.EXP_DIR / "wider_train", device=device,
-                        store=store, max_iters=cfg.TRAIN.MAX_ITERS if args.iters is None else args.iters,
-                        workers=args.workers, amp=args.amp, resume=args.resume, timeout=dist_args.timeout)
+            store=store, max_iters=cfg.TRAIN.MAX_ITERS if args.iters is None else args.iters,
+            workers=args.workers, amp=args.amp, resume=args.resume, timeout=dist_args.timeout)
     except NonFiniteLoss as e:
         if launch.rank == 0:
             print(f"error: {e}", file=sys.stderr)
