@@ -7,10 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import torch
+from wider_fixtures import tiny_wider
 
 import train
 from lib.solver import CaffeSGD, StepLR
@@ -27,17 +27,7 @@ TINY = ["--init", "none", "--set", "TRAIN.SCALES", "[64]", "--set", "TRAIN.ITER_
 @pytest.fixture(scope="module")
 def wider(tmp_path_factory):
     """A WIDER-layout folder with two random 64x80 images and one face box each (4 items with flips)."""
-    root = tmp_path_factory.mktemp("wider")
-    images = root / "WIDER_train" / "images" / "0--Test"
-    images.mkdir(parents=True)
-    (root / "wider_face_split").mkdir()
-    rng = np.random.default_rng(0)
-    lines = []
-    for i in range(2):
-        cv2.imwrite(str(images / f"img{i}.jpg"), rng.integers(0, 256, (64, 80, 3), dtype=np.uint8))
-        lines += [f"0--Test/img{i}.jpg", "1", f"{10 + 5 * i} 12 24 28 0 0 0 0 0 0 "]
-    (root / "wider_face_split" / "wider_face_train_bbx_gt.txt").write_text("\n".join(lines) + "\n")
-    return root
+    return tiny_wider(tmp_path_factory.mktemp("wider"), 2, seed=0, x0=10, dx=5, y0=12)
 
 
 def _losses(metrics_path):

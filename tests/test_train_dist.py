@@ -11,12 +11,11 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from wider_fixtures import tiny_wider
 
 import train
 import train_dist
@@ -34,17 +33,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 @pytest.fixture(scope="module")
 def wider(tmp_path_factory):
     """A WIDER-layout folder with three random 64x80 images and one face box each (6 items with flips)."""
-    root = tmp_path_factory.mktemp("wider")
-    images = root / "WIDER_train" / "images" / "0--Test"
-    images.mkdir(parents=True)
-    (root / "wider_face_split").mkdir()
-    rng = np.random.default_rng(1)
-    lines = []
-    for i in range(3):
-        cv2.imwrite(str(images / f"img{i}.jpg"), rng.integers(0, 256, (64, 80, 3), dtype=np.uint8))
-        lines += [f"0--Test/img{i}.jpg", "1", f"{8 + 6 * i} 10 24 28 0 0 0 0 0 0 "]
-    (root / "wider_face_split" / "wider_face_train_bbx_gt.txt").write_text("\n".join(lines) + "\n")
-    return root
+    return tiny_wider(tmp_path_factory.mktemp("wider"), 3, seed=1, x0=8, dx=6, y0=10)
 
 
 def free_port():
