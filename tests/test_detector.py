@@ -94,3 +94,21 @@ def test_as_bgr_conversions():
         as_bgr(np.zeros((4, 5, 3), np.float32))
     with pytest.raises(ValueError, match="shape"):
         as_bgr(np.zeros((4, 5, 2), np.uint8))
+
+
+@pytest.mark.parametrize("shape", [(5, 7), (1, 1, 1), (7, 5, 4), (40, 3000, 3)])
+def test_detect_any_image_size_and_kind(device, shape):
+    """Grey, single-channel, BGRA, tiny and very elongated images give boxes inside the image."""
+    from model import SSH
+
+    torch.manual_seed(0)
+    cfg = get_config()
+    cfg.TEST.update(SCALES=[64], MAX_SIZE=96)
+    det = Detector(SSH(), cfg.TEST, cfg.PIXEL_MEANS, device)
+    image = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    dets = det.detect(image)
+    h, w = shape[:2]
+    assert dets.dtype == np.float32 and dets.ndim == 2 and dets.shape[1] == 5 and len(dets) > 0
+    assert np.isfinite(dets).all() and (dets[:, 4] > 0.05).all()
+    assert (dets[:, :2] >= 0).all() and (dets[:, 2] <= w).all() and (dets[:, 3] <= h).all()
+    assert (np.diff(dets[:, 4]) <= 0).all()
