@@ -50,7 +50,7 @@ class VGG16(nn.Module):
         return torch.cat(pooled, dim=2)
 
     def forward(self, x):
-        strips = not torch.is_grad_enabled() and x.shape[2] > 2 * STRIP_ROWS and not _exporting()
+        strips = not _exporting() and not torch.is_grad_enabled() and x.shape[2] > 2 * STRIP_ROWS
         x = self._stage1_strips(x) if strips else F.max_pool2d(self._conv1(x), 2, 2, ceil_mode=True)
         for s, stage in enumerate(STAGES[1:], start=1):
             if s > 1:
