@@ -11,12 +11,13 @@ class ImageError(ValueError):
     """An image file is missing, unreadable or of an unsupported kind."""
 
 
-def read_image(path):
-    """uint8 image as stored (grey, BGR or BGRA; 16-bit images scaled to 8 bits)."""
+def read_image(path, color=False):
+    """uint8 image as stored (grey, BGR or BGRA; 16-bit images scaled to 8 bits), or always
+    BGR (H, W, 3) with color=True."""
     path = Path(path)
     if not path.is_file():
         raise ImageError(f"image not found: {path}")
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR if color else cv2.IMREAD_UNCHANGED)
     if image is None:
         raise ImageError(f"{path}: not an image OpenCV can decode")
     if image.dtype == np.uint16:

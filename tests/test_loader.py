@@ -8,6 +8,7 @@ import torch
 
 from lib.datasets.loader import EpochSampler, TrainDataset, make_loader
 from lib.datasets.roidb import RoidbEntry, append_flipped, training_roidb
+from lib.image_io import ImageError
 
 MINI = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mini_wider"
 MEANS = [[[102.9801, 115.9465, 122.7717]]]
@@ -74,11 +75,11 @@ def test_flipped_box_covers_the_flipped_pixels(tmp_path):
 
 def test_unreadable_images_name_their_path(tmp_path):
     missing = RoidbEntry(str(tmp_path / "gone.jpg"), 10, 10, np.zeros((1, 4), np.float32))
-    with pytest.raises(FileNotFoundError, match="gone.jpg"):
+    with pytest.raises(ImageError, match="image not found: .*gone.jpg"):
         TrainDataset([missing], 60, 100, MEANS)[0]
     junk = tmp_path / "junk.jpg"
     junk.write_bytes(b"not an image")
-    with pytest.raises(OSError, match="junk.jpg"):
+    with pytest.raises(ImageError, match="junk.jpg: not an image"):
         TrainDataset([RoidbEntry(str(junk), 10, 10, np.zeros((1, 4), np.float32))], 60, 100, MEANS)[0]
     wrong = entry(tmp_path, np.zeros((10, 20, 3), np.uint8), [[0, 0, 1, 1]])
     wrong = RoidbEntry(wrong.image, 21, 10, wrong.boxes)

@@ -16,8 +16,9 @@ import cv2
 import numpy as np
 
 from lib.config import add_config_args, config_from_args
-from lib.datasets.loader import EpochSampler, TrainDataset, make_loader, read_image
+from lib.datasets.loader import EpochSampler, TrainDataset, make_loader
 from lib.datasets.roidb import RoidbEntry, append_flipped, training_roidb
+from lib.image_io import read_image
 
 MINI_WIDER = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "mini_wider"
 
@@ -42,7 +43,7 @@ def time_in_process(dataset, order):
     item = decode = 0.0
     for i in order:
         t0 = time.perf_counter()
-        read_image(dataset.roidb[i].image)
+        read_image(dataset.roidb[i].image, color=True)
         t1 = time.perf_counter()
         dataset[i]
         t2 = time.perf_counter()

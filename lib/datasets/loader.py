@@ -3,24 +3,13 @@
 One image per item (IMS_PER_BATCH 1): the DataLoader runs without automatic batching, so each
 worker decodes, flips, mean-subtracts and resizes whole images.
 """
-import os
-
 import cv2
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from lib.blob import compute_scale, prep_image, to_tensor
-
-
-def read_image(path):
-    """BGR uint8 (H, W, 3) image; a missing or undecodable file raises an error naming `path`."""
-    image = cv2.imread(path, cv2.IMREAD_COLOR)
-    if image is None:
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"image not found: {path}")
-        raise OSError(f"cannot decode image: {path}")
-    return image
+from lib.image_io import read_image
 
 
 class TrainDataset(Dataset):
@@ -45,7 +34,7 @@ class TrainDataset(Dataset):
 
     def __getitem__(self, i):
         entry = self.roidb[i]
-        image = read_image(entry.image)
+        image = read_image(entry.image, color=True)
         if image.shape[:2] != (entry.height, entry.width):
             raise ValueError(f"{entry.image}: image is {image.shape[1]}x{image.shape[0]}, "
                              f"the roidb says {entry.width}x{entry.height}")
