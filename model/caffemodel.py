@@ -17,11 +17,12 @@ naming the layer and the byte offset.
 import math
 import mmap
 import os
-import secrets
 from collections import namedtuple
 from dataclasses import dataclass
 
 import numpy as np
+
+from lib.utils.atomic import atomic_path
 
 CaffeLayer = namedtuple("CaffeLayer", "name type blobs")
 CaffeLayer.__doc__ = """One layer of a caffemodel: name, type string, list of float32 numpy blobs.
@@ -349,19 +350,9 @@ def write_caffemodel(path, layers, legacy=False, packed=True):
     format with 4-D num/channels/height/width dims (biases 1 x 1 x 1 x C); packed=False writes
     one key per float (the unpacked encoding). The file appears only once fully written.
     """
-    path = os.fspath(path)
-    tmp = f"{path}.{secrets.token_hex(4)}.tmp"
-    f = open(tmp, "xb")
-    try:
-        with f:
-            for name, type_, blobs in layers:
-                f.write(_layer_bytes(name, type_, blobs, legacy, packed))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        for name, type_, blobs in layers:
+            f.write(_layer_bytes(name, type_, blobs, legacy, packed))
 
 
 # ------------------------------------------------------------------------------- name matching
