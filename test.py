@@ -5,6 +5,7 @@
     python3 test.py --dir photos/ --batch-size 4 --cfg configs/wider_pyramid.yml --device cuda
     python3 test.py --video clip.mp4 --batch-size 4   # annotated video + one detections file per frame
     python3 test.py --export-onnx ssh.onnx            # ONNX graph with dynamic batch, height, width
+    python3 test.py --export-onnx-detector det.onnx   # ONNX graph: blob and scale -> detections
     python3 test.py --backend onnxruntime --model ssh.onnx --dir photos/
 """
 import argparse
@@ -43,6 +44,9 @@ def parse_args(argv):
     parser.add_argument("--backend", choices=BACKENDS, default="pytorch", help="network runtime")
     parser.add_argument("--export-onnx", type=Path, metavar="PATH",
                         help="write the network of --model as ONNX (dynamic batch, height, width) and exit")
+    parser.add_argument("--export-onnx-detector", type=Path, metavar="PATH",
+                        help="write the network of --model with the TEST decoding and NMS as one ONNX graph "
+                             "(blob and scale -> detections) and exit")
     parser.add_argument("--batch-size", type=int, default=1,
                         help="images per network pass (images of equal blob size are batched)")
     parser.add_argument("--thresh", type=float, default=0.5, help="score threshold to draw and save")
@@ -54,8 +58,8 @@ def parse_args(argv):
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         parser.error("--batch-size must be at least 1")
-    if args.backend != "pytorch" and (args.fast or args.export_onnx):
-        parser.error("--fast and --export-onnx need the pytorch backend")
+    if args.backend != "pytorch" and (args.fast or args.export_onnx or args.export_onnx_detector):
+        parser.error("--fast, --export-onnx and --export-onnx-detector need the pytorch backend")
     if args.video is not None and (args.image or args.dir):
         parser.error("--video cannot be combined with --image or --dir")
     return args
@@ -77,6 +81,14 @@ def export(args):
 
     path = export_onnx(load_network(args.model), args.export_onnx)
     print(f"{args.model} -> {path} (ONNX, dynamic batch x 3 x height x width)")
+
+
+def export_detector(args, cfg):
+    """Write the network of --model with the TEST decoding and NMS of `cfg` to --export-onnx-detector."""
+    from model.onnx_detector import export_onnx_detector
+
+    path = export_onnx_detector(load_network(args.model), args.export_onnx_detector, cfg.TEST)
+    print(f"{args.model} -> {path} (ONNX, 1 x 3 x height x width blob and scale -> N x 5 detections)")
 
 
 def detect_images(args, detector):
@@ -119,6 +131,9 @@ def main(argv=None):
     try:
         if args.export_onnx:
             export(args)
+            return 0
+        if args.export_onnx_detector:
+            export_detector(args, cfg)
             return 0
         detector = build_detector(args.model, cfg, args.device, args.fast, backend=args.backend)
         if args.video is not None:

@@ -1,0 +1,104 @@
+"""ONNX export of the whole single-scale detector: image blob -> detections in one graph.
+
+`DetectionGraph` computes `Detector.postprocess(net(images), scale, (height, width))` in its forward
+with traceable tensor code: per module, anchors for the runtime feature-map size (lib/anchors), face
+probabilities and deltas (lib/heads), decoding and clipping (lib/bbox), the minimum-size filter, the
+top N_DETS_PER_MODULE by score; then the merge, division by the scale, score > 0.05 and one NMS with
+the official +1 areas (x2, y2 shifted by +1 before torchvision.ops.nms, as lib/nms does).
+
+Uses torch.onnx.export's dynamo exporter at ONNX opset 18; torchvision::nms becomes ONNX
+NonMaxSuppression (suppresses IoU > threshold, float32 threshold). Graph contract: inputs "images"
+(1 x 3 x height x width float32, BGR minus the pixel means, already resized; height and width dynamic)
+and "scale" (float32 scalar, blob size / original size); output "detections" (N x 5 float32 rows x1,
+y1, x2, y2, score in original-image pixels, score-descending). Single-scale test only: the pyramid
+test pools several blobs and is left to `Detector`.
+"""
+import copy
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+
+from lib.anchors import MODULES, generate_anchors, shift_anchors
+from lib.bbox import clip_boxes, decode, min_size_mask
+from lib.heads import face_probs, flat_deltas
+from lib.utils.atomic import atomic_path
+
+from .onnx_export import MODULE_NAMES, OPSET
+
+INPUT_NAMES = ("images", "scale")
+OUTPUT_NAME = "detections"
+# Blob size traced at export; any other size runs the same graph.
+EXPORT_HW = (96, 128)
+
+
+class DetectionGraph(nn.Module):
+    """`net` (an `SSH`) plus the single-scale post-processing of `Detector`, for one image.
+
+    forward(images 1 x 3 x H x W, scale 0-d) -> (N, 5) detections. nms_thresh, top_n (<= 0 keeps all),
+    min_size (ANCHOR_MIN_SIZE in original pixels, 0 disables) and score_thresh as in `Detector`.
+    """
+
+    def __init__(self, net, nms_thresh, top_n, min_size=0, score_thresh=0.05):
+        super().__init__()
+        self.net = net
+        self.nms_thresh = nms_thresh
+        self.top_n = top_n
+        self.min_size = min_size
+        self.score_thresh = score_thresh
+        for m in MODULE_NAMES:
+            self.register_buffer(f"{m}_base", generate_anchors(scales=MODULES[m].scales), persistent=False)
+
+    def proposals(self, module, cls_score, bbox_pred, blob_hw, scale):
+        """(boxes (M, 4) on the blob, scores (M,)) of one module, as lib.proposals.module_proposals."""
+        h, w = cls_score.shape[-2:]
+        anchors = shift_anchors(getattr(self, f"{module}_base"), h, w, MODULES[module].stride)
+        scores = face_probs(cls_score)[0]
+        boxes = clip_boxes(decode(anchors, flat_deltas(bbox_pred)[0].float()), *blob_hw)
+        if self.min_size > 0:
+            keep = min_size_mask(boxes, self.min_size * scale)
+            boxes, scores = boxes[keep], scores[keep]
+        if self.top_n > 0:
+            scores, order = torch.topk(scores, min(self.top_n, scores.shape[0]), sorted=True)
+            boxes = boxes[order]
+        return boxes, scores
+
+    def forward(self, images, scale):
+        heads = self.net(images)
+        blob_hw = images.shape[-2:]
+        boxes, scores = zip(*(self.proposals(m, *heads[m], blob_hw, scale) for m in MODULE_NAMES))
+        boxes, scores = torch.cat(boxes) / scale, torch.cat(scores)
+        keep = scores > self.score_thresh
+        boxes, scores = boxes[keep], scores[keep]
+        shifted = torch.cat([boxes[:, :2], boxes[:, 2:] + 1], dim=1)
+        keep = torchvision.ops.nms(shifted, scores, self.nms_thresh)
+        return torch.cat([boxes[keep], scores[keep, None]], dim=1)
+
+
+def export_onnx_detector(net, path, test_cfg, example_hw=EXPORT_HW):
+    """Write `net` (an `SSH`) with the TEST settings of `test_cfg` as one detection graph at `path`,
+    atomically, and check it with onnx's full checker; returns `path`.
+
+    Traced on a 1 x 3 x example_hw zero blob on the network's device. Raises OSError when `path`
+    cannot be written and ValueError when the graph fails the checker (nothing is left behind).
+    """
+    import onnx
+
+    path = Path(path)
+    device = next(net.parameters()).device
+    # A channels_last network (as `Detector` leaves it) traces to wrong intermediate shape annotations.
+    net = copy.deepcopy(net).to(memory_format=torch.contiguous_format)
+    graph = DetectionGraph(net, test_cfg.NMS_THRESH, test_cfg.N_DETS_PER_MODULE, test_cfg.ANCHOR_MIN_SIZE).eval()
+    example = (torch.zeros(1, 3, *example_hw, device=device), torch.tensor(1.0, device=device))
+    height, width = torch.export.Dim("height"), torch.export.Dim("width")
+    with atomic_path(path) as tmp:
+        torch.onnx.export(graph, example, str(tmp), dynamo=True, opset_version=OPSET,
+                          input_names=list(INPUT_NAMES), output_names=[OUTPUT_NAME],
+                          dynamic_shapes={"images": {2: height, 3: width}, "scale": None},
+                          external_data=False, verbose=False)
+        try:
+            onnx.checker.check_model(str(tmp), full_check=True)
+        except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
+            raise ValueError(f"{path}: exported graph is not valid ONNX ({str(e).splitlines()[0]})") from None
+    return path
