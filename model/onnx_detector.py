@@ -13,7 +13,6 @@ and "scale" (float32 scalar, blob size / original size); output "detections" (N 
 y1, x2, y2, score in original-image pixels, score-descending). Single-scale test only: the pyramid
 test pools several blobs and is left to `Detector`.
 """
-import copy
 from pathlib import Path
 
 import torch
@@ -25,7 +24,7 @@ from lib.bbox import clip_boxes, decode, min_size_mask
 from lib.heads import face_probs, flat_deltas
 from lib.utils.atomic import atomic_path
 
-from .onnx_export import MODULE_NAMES, OPSET
+from .onnx_export import MODULE_NAMES, OPSET, contiguous_copy
 
 INPUT_NAMES = ("images", "scale")
 OUTPUT_NAME = "detections"
@@ -87,8 +86,7 @@ def export_onnx_detector(net, path, test_cfg, example_hw=EXPORT_HW):
 
     path = Path(path)
     device = next(net.parameters()).device
-    # A channels_last network (as `Detector` leaves it) traces to wrong intermediate shape annotations.
-    net = copy.deepcopy(net).to(memory_format=torch.contiguous_format)
+    net = contiguous_copy(net)
     graph = DetectionGraph(net, test_cfg.NMS_THRESH, test_cfg.N_DETS_PER_MODULE, test_cfg.ANCHOR_MIN_SIZE).eval()
     example = (torch.zeros(1, 3, *example_hw, device=device), torch.tensor(1.0, device=device))
     height, width = torch.export.Dim("height"), torch.export.Dim("width")

@@ -8,6 +8,7 @@ symbolic sizes, e.g. m1 rows = (height - 1) // 8 + 1 = ceil(height / 8).
 Graph contract: input "images" (batch x 3 x height x width float32, BGR minus the pixel means),
 outputs OUTPUT_NAMES in that order, each the matching tensor of `SSH.forward`.
 """
+import copy
 from pathlib import Path
 
 import torch
@@ -36,6 +37,12 @@ class FlatHeads(nn.Module):
         return tuple(t for m in MODULE_NAMES for t in heads[m])
 
 
+def contiguous_copy(net):
+    """A copy of `net` in the default memory format: a channels_last network (as `Detector` leaves
+    it) does not export with dynamic sizes."""
+    return copy.deepcopy(net).to(memory_format=torch.contiguous_format)
+
+
 def export_onnx(net, path, example_hw=EXPORT_HW):
     """Write `net` (an `SSH`) as an ONNX file at `path`, atomically, and check it; returns `path`.
 
@@ -47,7 +54,7 @@ def export_onnx(net, path, example_hw=EXPORT_HW):
     example = torch.zeros(1, 3, *example_hw, device=device)
     batch, height, width = (torch.export.Dim(name) for name in DYNAMIC_AXES)
     with atomic_path(path) as tmp:
-        torch.onnx.export(FlatHeads(net).eval(), (example,), str(tmp), dynamo=True, opset_version=OPSET,
+        torch.onnx.export(FlatHeads(contiguous_copy(net)).eval(), (example,), str(tmp), dynamo=True, opset_version=OPSET,
                           input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
                           dynamic_shapes={"images": {0: batch, 2: height, 3: width}},
                           external_data=False, verbose=False)

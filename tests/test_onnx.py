@@ -127,3 +127,17 @@ def test_export_to_unwritable_path_exits_2_and_leaves_nothing(exported, tmp_path
     assert main(["--export-onnx", str(blocker / "ssh.onnx"), "--model", str(pth)]) == 2
     assert "cannot write" in capsys.readouterr().err
     assert [p.name for p in tmp_path.iterdir()] == ["file"]
+
+
+def test_export_of_a_channels_last_network(exported, tmp_path):
+    """A network a Detector has switched to channels_last exports unchanged and stays channels_last."""
+    from model.onnx_export import export_onnx
+
+    net = SSH().eval()
+    net.load_state_dict(exported[0].state_dict())
+    cfg = get_config()
+    Detector(net, cfg.TEST, cfg.PIXEL_MEANS, "cpu")
+    path = export_onnx(net, tmp_path / "cl.onnx")
+    errors, _ = relative_errors(net, OnnxSSH.from_file(path, "cpu"), torch.randn(1, 3, 97, 131) * 50)
+    assert max(errors.values()) <= 1e-4, errors
+    assert net.vgg.conv1_1.weight.is_contiguous(memory_format=torch.channels_last)
