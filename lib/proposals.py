@@ -11,19 +11,25 @@ from .bbox import clip_boxes, decode, min_size_mask
 from .heads import face_probs, flat_deltas
 
 
-def module_proposals(module, cls_score, bbox_pred, blob_hw, min_size, top_n):
-    """(boxes (M, 4), scores (M,)) on the blob for module 'm1' | 'm2' | 'm3', score-descending.
+def decode_proposals(anchors, cls_score, bbox_pred, blob_hw, min_size, top_n):
+    """(boxes (M, 4) on the blob, scores (M,)), score-descending, for one module's `anchors` (K*A, 4).
 
     cls_score: 1 x 2A x h x w logits, bbox_pred: 1 x 4A x h x w; blob_hw: (H, W) of the network input;
-    min_size: minimum +1 box side on the blob (0 disables); top_n: boxes kept (<= 0 keeps all).
+    min_size: minimum +1 box side on the blob (a number or 0-d tensor; None disables);
+    top_n: boxes kept (<= 0 keeps all). Traceable: ONNX export of the detector uses it too.
     """
-    h, w = cls_score.shape[-2:]
-    anchors = module_anchors(module, h, w, str(cls_score.device))
     scores = face_probs(cls_score)[0]
     boxes = clip_boxes(decode(anchors, flat_deltas(bbox_pred)[0].float()), *blob_hw)
-    if min_size > 0:
+    if min_size is not None:
         keep = min_size_mask(boxes, min_size)
         boxes, scores = boxes[keep], scores[keep]
-    k = scores.numel() if top_n <= 0 else min(top_n, scores.numel())
+    k = scores.shape[0] if top_n <= 0 else min(top_n, scores.shape[0])
     scores, order = torch.topk(scores, k, sorted=True)
     return boxes[order], scores
+
+
+def module_proposals(module, cls_score, bbox_pred, blob_hw, min_size, top_n):
+    """decode_proposals with the cached anchors of module 'm1' | 'm2' | 'm3'; min_size 0 disables."""
+    h, w = cls_score.shape[-2:]
+    anchors = module_anchors(module, h, w, str(cls_score.device))
+    return decode_proposals(anchors, cls_score, bbox_pred, blob_hw, min_size if min_size > 0 else None, top_n)

@@ -1,9 +1,9 @@
 """ONNX export of the whole single-scale detector: image blob -> detections in one graph.
 
 `DetectionGraph` computes `Detector.postprocess(net(images), scale, (height, width))` in its forward
-with traceable tensor code: per module, anchors for the runtime feature-map size (lib/anchors), face
-probabilities and deltas (lib/heads), decoding and clipping (lib/bbox), the minimum-size filter, the
-top N_DETS_PER_MODULE by score; then the merge, division by the scale, score > 0.05 and one NMS with
+with traceable tensor code: per module, anchors for the runtime feature-map size (lib/anchors), then
+lib/proposals.decode_proposals (face probabilities, decoding, clipping, the minimum-size filter, the
+top N_DETS_PER_MODULE by score); then the merge, division by the scale, score > 0.05 and one NMS with
 the official +1 areas (x2, y2 shifted by +1 before torchvision.ops.nms, as lib/nms does).
 
 Uses torch.onnx.export's dynamo exporter at ONNX opset 18; torchvision::nms becomes ONNX
@@ -20,8 +20,7 @@ import torchvision
 from torch import nn
 
 from lib.anchors import MODULES, generate_anchors, shift_anchors
-from lib.bbox import clip_boxes, decode, min_size_mask
-from lib.heads import face_probs, flat_deltas
+from lib.proposals import decode_proposals
 from lib.utils.atomic import atomic_path
 
 from .onnx_export import MODULE_NAMES, OPSET, contiguous_copy
@@ -53,15 +52,8 @@ class DetectionGraph(nn.Module):
         """(boxes (M, 4) on the blob, scores (M,)) of one module, as lib.proposals.module_proposals."""
         h, w = cls_score.shape[-2:]
         anchors = shift_anchors(getattr(self, f"{module}_base"), h, w, MODULES[module].stride)
-        scores = face_probs(cls_score)[0]
-        boxes = clip_boxes(decode(anchors, flat_deltas(bbox_pred)[0].float()), *blob_hw)
-        if self.min_size > 0:
-            keep = min_size_mask(boxes, self.min_size * scale)
-            boxes, scores = boxes[keep], scores[keep]
-        if self.top_n > 0:
-            scores, order = torch.topk(scores, min(self.top_n, scores.shape[0]), sorted=True)
-            boxes = boxes[order]
-        return boxes, scores
+        min_size = self.min_size * scale if self.min_size > 0 else None
+        return decode_proposals(anchors, cls_score, bbox_pred, blob_hw, min_size, self.top_n)
 
     def forward(self, images, scale):
         heads = self.net(images)
