@@ -11,3 +11,15 @@ def device():
     if name.startswith("cuda") and not torch.cuda.is_available():
         pytest.skip("SSH_TEST_DEVICE asks for CUDA, which is not available")
     return torch.device(name)
+
+
+@pytest.fixture(scope="module")
+def random_checkpoint(tmp_path_factory):
+    """(SSH with seeded random weights in eval mode, its state_dict saved as a .pth), per test module."""
+    from model import SSH
+
+    torch.manual_seed(0)
+    net = SSH().eval()
+    pth = tmp_path_factory.mktemp("checkpoint") / "ssh.pth"
+    torch.save(net.state_dict(), pth)
+    return net, pth

@@ -25,14 +25,10 @@ SIZES = ((97, 131), (197, 291), EXPORT_HW)
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
+def exported(random_checkpoint, tmp_path_factory):
     """(SSH with seeded random weights, its .pth, its ONNX file written by test.py --export-onnx)."""
-    folder = tmp_path_factory.mktemp("onnx")
-    torch.manual_seed(0)
-    net = SSH().eval()
-    pth = folder / "ssh.pth"
-    torch.save(net.state_dict(), pth)
-    path = folder / "ssh.onnx"
+    net, pth = random_checkpoint
+    path = tmp_path_factory.mktemp("onnx") / "ssh.onnx"
     assert main(["--export-onnx", str(path), "--model", str(pth)]) == 0
     return net, pth, path
 

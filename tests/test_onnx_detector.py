@@ -14,7 +14,6 @@ from lib.bbox import box_iou  # noqa: E402
 from lib.config import get_config  # noqa: E402
 from model.detector import Detector  # noqa: E402
 from model.onnx_detector import EXPORT_HW, INPUT_NAMES, OUTPUT_NAME  # noqa: E402
-from model.ssh import SSH  # noqa: E402
 from test import main  # noqa: E402
 
 # (blob height, width, scale): odd sizes and scales != 1; m3 of the smallest has 2 x 2 cells, so
@@ -24,15 +23,11 @@ MIN_SIZE = 6  # ANCHOR_MIN_SIZE of the exported graph, so that its size filter i
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
+def exported(random_checkpoint, tmp_path_factory):
     """(SSH with seeded random weights, its .pth, the TEST config, ONNX Runtime session of the
     detection graph written by test.py --export-onnx-detector)."""
-    folder = tmp_path_factory.mktemp("onnx_detector")
-    torch.manual_seed(0)
-    net = SSH().eval()
-    pth = folder / "ssh.pth"
-    torch.save(net.state_dict(), pth)
-    path = folder / "detector.onnx"
+    net, pth = random_checkpoint
+    path = tmp_path_factory.mktemp("onnx_detector") / "detector.onnx"
     assert main(["--export-onnx-detector", str(path), "--model", str(pth),
                  "--set", "TEST.ANCHOR_MIN_SIZE", str(MIN_SIZE)]) == 0
     cfg = get_config()

@@ -2,14 +2,12 @@
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from lib.config import get_config
 from lib.utils.atomic import atomic_folder
 from lib.video import FrameReader, VideoError, atomic_video
 from lib.visualize import format_detections
 from model.detector import Detector
-from model.ssh import SSH
 from test import main
 
 HW = (64, 96)
@@ -84,17 +82,8 @@ def test_atomic_video_and_folder_leave_nothing_on_error(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dets", "out.mp4"]
 
 
-@pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    torch.manual_seed(0)
-    net = SSH().eval()
-    pth = tmp_path_factory.mktemp("model") / "ssh.pth"
-    torch.save(net.state_dict(), pth)
-    return net, pth
-
-
-def test_cli_video_writes_annotated_video_and_per_frame_detections(model, tmp_path):
-    net, pth = model
+def test_cli_video_writes_annotated_video_and_per_frame_detections(random_checkpoint, tmp_path):
+    net, pth = random_checkpoint
     clip = write_avi(tmp_path / "clip.avi", 5)
     out = tmp_path / "out"
     assert main(["--video", str(clip), "--model", str(pth), "--batch-size", "2", "--out", str(out),
@@ -113,8 +102,8 @@ def test_cli_video_writes_annotated_video_and_per_frame_detections(model, tmp_pa
         np.testing.assert_allclose(got, np.loadtxt(format_detections(ref).splitlines(), ndmin=2), rtol=0, atol=0.11)
 
 
-def test_cli_bad_video_exits_2_and_leaves_nothing(model, tmp_path, capsys):
-    _, pth = model
+def test_cli_bad_video_exits_2_and_leaves_nothing(random_checkpoint, tmp_path, capsys):
+    _, pth = random_checkpoint
     out = tmp_path / "out"
     common = ["--model", str(pth), "--out", str(out), "--device", "cpu", "--set", "TEST.ORIG_SIZE", "True"]
     (tmp_path / "text.avi").write_text("not a video")
