@@ -1,11 +1,10 @@
 """WIDER annotation parsing and the official box rule (SSH_SPEC.md section 4.2)."""
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
-from lib.datasets.wider import annotation_file, image_size, matlab_round, read_annotations, wider_boxes
+from lib.datasets.wider import annotation_file, matlab_round, read_annotations, wider_boxes
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 ATTRS = " 0 0 0 0 0 0 "
@@ -108,15 +107,6 @@ def test_trailing_blank_lines_and_empty_file(tmp_path):
     assert read_annotations(write(tmp_path, "", "empty.txt")) == []
     only_empty = read_annotations(write(tmp_path, "a.jpg\n0\n0 0 0 0 0 0 0 0 0 0 \n", "zero.txt"))
     assert only_empty[0].boxes.shape == (0, 4)
-
-
-def test_image_size_from_header(tmp_path):
-    path = tmp_path / "im.jpg"
-    cv2.imwrite(str(path), np.zeros((23, 37, 3), np.uint8))
-    assert image_size(path) == (37, 23)
-    missing = tmp_path / "nope.jpg"
-    with pytest.raises(FileNotFoundError, match="nope.jpg"):
-        image_size(missing)
 
 
 @pytest.mark.skipif(not (SHARED / "wider_face_split").is_dir(), reason="../shared/data/wider_face_split absent")

@@ -43,7 +43,7 @@ def time_in_process(dataset, order):
     item = decode = 0.0
     for i in order:
         t0 = time.perf_counter()
-        read_image(dataset.roidb[i].image, color=True)
+        read_image(dataset.roidb[i].image)
         t1 = time.perf_counter()
         dataset[i]
         t2 = time.perf_counter()

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-from PIL import Image
 
 
 class WiderImage(NamedTuple):
@@ -158,14 +157,3 @@ def wider_boxes(xywh, width, height):
     y2 = np.minimum(y1 + r[:, 3], height)
     keep = (x2 - x1 >= 1) & (y2 - y1 >= 1)
     return np.stack([x1, y1, x2, y2], axis=1)[keep].astype(np.float32)
-
-
-def image_size(path):
-    """(width, height) of an image, read from its header only."""
-    try:
-        with Image.open(path) as im:
-            return im.size
-    except FileNotFoundError:
-        raise FileNotFoundError(f"image not found: {path}") from None
-    except OSError as e:
-        raise OSError(f"cannot read image header of {path}: {e}") from None

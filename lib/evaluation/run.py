@@ -9,11 +9,11 @@ for every image from the detections.
 import json
 from pathlib import Path
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
 from lib.datasets.wider import annotation_file, image_dir, read_annotations
+from lib.image_io import read_image
 from lib.utils.atomic import atomic_path, atomic_write_text
 
 from .wider_txt import write_image_detections
@@ -68,7 +68,8 @@ def run_detection(detect, image_names, image_root, pred_dir, cache_dir=None, cac
     detect: callable BGR uint8 image -> (N, 5) x1, y1, x2, y2, score. image_names: `<event>/<image>.jpg`
     relative to `image_root`. cache_dir: None disables the cache (everything is recomputed).
     cache_key: JSON-serialisable description of the detector; a changed key invalidates the cache.
-    A missing image raises FileNotFoundError before any detection runs.
+    A missing image raises FileNotFoundError before any detection runs; an undecodable one raises
+    ImageError naming it (the images before it stay cached).
     """
     image_root = Path(image_root)
     missing = [n for n in image_names if not (image_root / n).is_file()]
@@ -84,10 +85,7 @@ def run_detection(detect, image_names, image_root, pred_dir, cache_dir=None, cac
         cache = cache_dir / Path(name).with_suffix(".npy") if cache_dir is not None else None
         dets = _load_npy(cache) if cache is not None else None
         if dets is None:
-            image = cv2.imread(str(image_root / name), cv2.IMREAD_COLOR)
-            if image is None:
-                raise ValueError(f"{image_root / name}: not a readable image")
-            dets = _check_detections(detect(image), name)
+            dets = _check_detections(detect(read_image(image_root / name)), name)
             computed += 1
             if cache is not None:
                 _save_npy(cache, dets)
