@@ -19,8 +19,9 @@ import torch
 import torch.nn.functional as F
 
 from lib.config import get_config
+from lib.utils.device import default_device
 
-from .detector import Detector, default_device
+from .detector import Detector
 from .ssh import SSH
 
 SIZES = ((480, 640), (800, 1200), (1200, 1600))

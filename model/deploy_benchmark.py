@@ -17,9 +17,10 @@ import onnxruntime
 import torch
 
 from lib.config import get_config
+from lib.utils.device import default_device
 
 from .benchmark import SIZES, _sync
-from .detector import Detector, default_device
+from .detector import Detector
 from .onnx_export import export_onnx
 from .onnx_runtime import OnnxSSH
 from .ssh import SSH

@@ -15,6 +15,7 @@ import torch
 from lib.blob import compute_scale, prep_image
 from lib.nms import nms
 from lib.proposals import module_proposals
+from lib.utils.device import default_device
 
 from .ssh import SSH
 
@@ -165,6 +166,9 @@ def load_network(model_path, backend="pytorch", device="cpu"):
     if not path.is_file():
         raise FileNotFoundError(f"model file not found: {path}")
     if backend == "onnxruntime":
+        if path.suffix != ".onnx":
+            raise ValueError(f"{path}: the onnxruntime backend runs .onnx files (write one with "
+                             f"`python3 test.py --export-onnx ssh.onnx --model {path}`)")
         from .onnx_runtime import OnnxSSH
 
         return OnnxSSH.from_file(path, device)
@@ -179,11 +183,6 @@ def load_network(model_path, backend="pytorch", device="cpu"):
         raise ValueError(f"{path}: unknown model file type '{path.suffix}' (expected .caffemodel or .pth; "
                          "ONNX files run with the onnxruntime backend)")
     return net
-
-
-def default_device():
-    """'cuda' when a GPU is available, else 'cpu'."""
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def build_detector(model_path, cfg, device=None, fast=False, score_thresh=0.05, backend="pytorch"):

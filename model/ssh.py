@@ -4,11 +4,14 @@ VGG-16 conv1_1 .. conv5_3, then three detection modules: M1 on the conv4/conv5 f
 M2 on conv5_3 (stride 16), M3 on pool6 (stride 32). Layer names, learning-rate and weight-decay
 multipliers are those of the official prototxts and live in one table, CAFFE_LAYERS.
 """
+import pickle
 from collections import namedtuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from lib.utils.cli import first_line
 
 from .caffemodel import read_caffemodel, select_blobs
 from .modules import DetectionModule, Fusion, bilinear_kernel
@@ -130,8 +133,29 @@ class SSH(nn.Module):
         return report
 
     def load_checkpoint(self, path):
-        """Load a .pth state_dict, plain or under the "model" key of a training snapshot (strict)."""
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if "model" in state and isinstance(state["model"], dict):
+        """Load a .pth state_dict, plain or under the "model" key of a training snapshot (strict).
+
+        A missing file raises FileNotFoundError; one that torch cannot read, or whose tensors are not
+        SSH's, ValueError naming it and the first differing tensors.
+        """
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            raise
+        except pickle.UnpicklingError:
+            raise ValueError(f"{path}: not a PyTorch checkpoint of tensors and plain values") from None
+        except (RuntimeError, EOFError, OSError) as e:
+            raise ValueError(f"{path}: not a readable PyTorch checkpoint ({first_line(e)})") from None
+        if isinstance(state, dict) and isinstance(state.get("model"), dict):
             state = state["model"]
+        if not isinstance(state, dict):
+            raise ValueError(f"{path}: holds a {type(state).__name__}, not a state_dict of SSH")
+        own = self.state_dict()
+        missing = [k for k in own if k not in state]
+        unexpected = [k for k in state if k not in own]
+        wrong = [k for k in own if k in state and getattr(state[k], "shape", None) != own[k].shape]
+        if missing or unexpected or wrong:
+            found = [f"{len(keys)} {what} (e.g. {keys[0]})" for keys, what in
+                     ((missing, "missing"), (unexpected, "unexpected"), (wrong, "of another shape")) if keys]
+            raise ValueError(f"{path}: not a checkpoint of this SSH network: tensors {', '.join(found)}")
         return self.load_state_dict(state)

@@ -21,8 +21,8 @@ from lib.datasets.benchmark import MINI_WIDER, synthetic_roidb, time_loader
 from lib.losses import ssh_losses
 from lib.solver import CaffeSGD
 from lib.training import amp_dtype
+from lib.utils.device import default_device
 
-from .detector import default_device
 from .ssh import SSH
 
 

@@ -207,8 +207,13 @@ def test_load_checkpoint(net, tmp_path):
         other.load_checkpoint(tmp_path / name)
         assert all(torch.equal(a, b) for a, b in zip(other.state_dict().values(), state.values()))
     torch.save({k: v for k, v in state.items() if k != "m1.cls_score.bias"}, tmp_path / "partial.pth")
-    with pytest.raises(RuntimeError, match="m1.cls_score.bias"):
+    with pytest.raises(ValueError, match=r"partial.pth: not a checkpoint of this SSH network: tensors 1 missing "
+                                         r"\(e.g. m1.cls_score.bias\)$"):
         SSH().load_checkpoint(tmp_path / "partial.pth")
+    wrong = dict(state, **{"m1.cls_score.bias": torch.zeros(3)}, extra=torch.zeros(1))
+    torch.save(wrong, tmp_path / "wrong.pth")
+    with pytest.raises(ValueError, match=r"1 unexpected \(e.g. extra\), 1 of another shape \(e.g. m1.cls_score.bias\)"):
+        SSH().load_checkpoint(tmp_path / "wrong.pth")
     with pytest.raises(FileNotFoundError):
         SSH().load_checkpoint(tmp_path / "missing.pth")
 
