@@ -1,10 +1,11 @@
 """Frames from a video file or an image sequence, and video files written atomically (OpenCV)."""
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
 
-from .image_io import read_image
+from .image_io import ImageError, read_image
 from .utils.atomic import atomic_path
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
@@ -15,7 +16,11 @@ FOURCC = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
 
 
 class VideoError(ValueError):
-    """A video or image sequence cannot be opened, a frame cannot be decoded or a video cannot be written."""
+    """A video or image sequence cannot be opened or decoded at all, or a video cannot be written."""
+
+
+class VideoWarning(UserWarning):
+    """A frame of a video or image sequence could not be decoded and was skipped."""
 
 
 def image_files(folder):
@@ -29,15 +34,18 @@ def image_files(folder):
 class FrameReader:
     """Frames of a video file (cv2.VideoCapture) or of a folder of images (sorted by name).
 
-    Iterating yields uint8 frames as decoded (BGR for videos; grey, BGR or BGRA for images).
-    `count` is the number of frames announced (0 when the container does not say), `fps` the
-    frame rate. A video that ends before its announced count raises VideoError naming the frame
-    that failed to decode (truncated files); so does an image of the sequence that cannot be read.
+    Iterating yields (index, frame): the frame's position in the video or the folder, and the
+    uint8 BGR frame (images are read as `lib.image_io.read_image` reads them). `count` is the
+    number of frames announced (0 when the container does not say), `fps` the frame rate.
+    Frames that cannot be decoded are skipped: each one (or, for a video that ends before its
+    announced count, the missing range) is added to `failed` as (index, message) and warned
+    about with a VideoWarning, so one bad frame does not lose the rest.
     """
 
     def __init__(self, path):
         self.path = Path(path)
         self._capture = None
+        self.failed = []
         if self.path.is_dir():
             self._files = image_files(self.path)
             if not self._files:
@@ -52,26 +60,31 @@ class FrameReader:
         self.count = max(0, int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT)))
         self.fps = self._capture.get(cv2.CAP_PROP_FPS) or DEFAULT_FPS
 
+    def _fail(self, index, message):
+        self.failed.append((index, message))
+        warnings.warn(f"{message}; skipped", VideoWarning, stacklevel=3)
+
     def __iter__(self):
         if self._capture is None:
             for index, path in enumerate(self._files):
                 try:
-                    yield read_image(path)
-                except ValueError as e:
-                    raise VideoError(f"frame {index} failed to decode: {e}") from None
+                    yield index, read_image(path)
+                except ImageError as e:
+                    self._fail(index, f"frame {index}: {e}")
             return
         index = 0
         while self._capture.grab():
             ok, frame = self._capture.retrieve()
-            if not ok:
-                raise VideoError(f"{self.path}: frame {index} failed to decode")
-            yield frame
+            if ok:
+                yield index, frame
+            else:
+                self._fail(index, f"{self.path}: frame {index} failed to decode")
             index += 1
         if index == 0:
             raise VideoError(f"{self.path}: no frame could be decoded")
         if index < self.count:
-            raise VideoError(f"{self.path}: frame {index} failed to decode "
-                             f"(the file announces {self.count} frames)")
+            self._fail(index, f"{self.path}: frames {index} to {self.count - 1} failed to decode "
+                              f"(the file announces {self.count} frames)")
 
     def close(self):
         if self._capture is not None:
@@ -89,6 +102,7 @@ class VideoWriter:
 
     def __init__(self, path, fps, fourcc):
         self.path, self.fps, self.fourcc = Path(path), fps, fourcc
+        self.size = None
         self._writer = None
 
     def write(self, frame):

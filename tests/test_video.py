@@ -5,7 +5,7 @@ import pytest
 
 from lib.config import get_config
 from lib.utils.atomic import atomic_folder
-from lib.video import FrameReader, VideoError, atomic_video
+from lib.video import FrameReader, VideoError, VideoWarning, atomic_video
 from lib.visualize import format_detections
 from model.detector import Detector
 from test import main
@@ -29,8 +29,9 @@ def write_avi(path, count, fps=10):
 def test_video_file_frames_count_and_fps(tmp_path):
     with FrameReader(write_avi(tmp_path / "clip.avi", 5)) as reader:
         decoded = list(reader)
-        assert (reader.count, reader.fps) == (5, 10)
-    assert len(decoded) == 5 and all(f.shape == (*HW, 3) and f.dtype == np.uint8 for f in decoded)
+        assert (reader.count, reader.fps, reader.failed) == (5, 10, [])
+    assert [k for k, _ in decoded] == list(range(5))
+    assert all(f.shape == (*HW, 3) and f.dtype == np.uint8 for _, f in decoded)
 
 
 def test_image_sequence_is_read_in_name_order(tmp_path):
@@ -40,16 +41,21 @@ def test_image_sequence_is_read_in_name_order(tmp_path):
     (tmp_path / "notes.txt").write_text("not a frame")
     reader = FrameReader(tmp_path)
     assert reader.count == 3
-    for got, want in zip(reader, (originals[1], originals[0], originals[2])):
+    for (index, got), want in zip(reader, (originals[1], originals[0], originals[2])):
         np.testing.assert_array_equal(got, want)  # PNG is lossless
+    assert index == 2
 
 
-def test_truncated_video_names_the_frame_that_fails(tmp_path):
+def test_truncated_video_keeps_its_frames_and_names_the_missing_ones(tmp_path):
     data = write_avi(tmp_path / "clip.avi", 8).read_bytes()
     cut = tmp_path / "cut.avi"
     cut.write_bytes(data[:len(data) * 6 // 10])  # the header still announces 8 frames
-    with pytest.raises(VideoError, match=r"frame \d failed to decode \(the file announces 8 frames\)"):
-        list(FrameReader(cut))
+    reader = FrameReader(cut)
+    with pytest.warns(VideoWarning, match=r"frames (\d) to 7 failed to decode \(the file announces 8 frames\)"):
+        decoded = [k for k, _ in reader]
+    assert 0 < len(decoded) < 8 and decoded == list(range(len(decoded)))
+    assert reader.failed == [(len(decoded), f"{cut}: frames {len(decoded)} to 7 failed to decode "
+                                            "(the file announces 8 frames)")]
 
 
 def test_unreadable_sources(tmp_path):
@@ -63,8 +69,11 @@ def test_unreadable_sources(tmp_path):
         FrameReader(tmp_path / "seq")
     cv2.imwrite(str(tmp_path / "seq" / "0.png"), frames(1)[0])
     (tmp_path / "seq" / "1.png").write_bytes(b"\x89PNG broken")
-    with pytest.raises(VideoError, match="frame 1 failed to decode"):
-        list(FrameReader(tmp_path / "seq"))
+    cv2.imwrite(str(tmp_path / "seq" / "2.png"), frames(1)[0])
+    reader = FrameReader(tmp_path / "seq")
+    with pytest.warns(VideoWarning, match=r"frame 1: .*1\.png: not an image OpenCV can decode"):
+        assert [k for k, _ in reader] == [0, 2]
+    assert [k for k, _ in reader.failed] == [1]
 
 
 def test_atomic_video_and_folder_leave_nothing_on_error(tmp_path):
@@ -89,13 +98,13 @@ def test_cli_video_writes_annotated_video_and_per_frame_detections(random_checkp
     assert main(["--video", str(clip), "--model", str(pth), "--batch-size", "2", "--out", str(out),
                  "--thresh", "0.05", "--device", "cpu", "--set", "TEST.ORIG_SIZE", "True"]) == 0
     with FrameReader(out / "clip_ssh.mp4") as reader:
-        assert reader.count == 5 and next(iter(reader)).shape == (*HW, 3)
+        assert reader.count == 5 and next(iter(reader))[1].shape == (*HW, 3)
     texts = sorted((out / "clip_ssh").iterdir())
     assert [p.name for p in texts] == [f"{k:06d}.txt" for k in range(5)]
     cfg = get_config()
     cfg.TEST.ORIG_SIZE = True
     det = Detector(net, cfg.TEST, cfg.PIXEL_MEANS)
-    for text, frame in zip(texts, FrameReader(clip)):  # the same frames, detected one at a time
+    for text, (_, frame) in zip(texts, FrameReader(clip)):  # the same frames, detected one at a time
         ref = det.detect(frame)
         got = np.loadtxt(text, ndmin=2)
         assert len(ref) > 10 and got.shape == ref.shape
@@ -109,8 +118,21 @@ def test_cli_bad_video_exits_2_and_leaves_nothing(random_checkpoint, tmp_path, c
     (tmp_path / "text.avi").write_text("not a video")
     assert main(["--video", str(tmp_path / "text.avi")] + common) == 2
     assert "not a video OpenCV can read" in capsys.readouterr().err
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_cli_truncated_video_keeps_the_decoded_frames_and_exits_1(random_checkpoint, tmp_path, capsys):
+    _, pth = random_checkpoint
+    out = tmp_path / "out"
     data = write_avi(tmp_path / "clip.avi", 8).read_bytes()
     (tmp_path / "cut.avi").write_bytes(data[:len(data) * 6 // 10])
-    assert main(["--video", str(tmp_path / "cut.avi")] + common) == 2
-    assert "failed to decode" in capsys.readouterr().err
-    assert list(out.iterdir()) == []
+    with pytest.warns(VideoWarning):
+        code = main(["--video", str(tmp_path / "cut.avi"), "--model", str(pth), "--out", str(out), "--device", "cpu",
+                     "--set", "TEST.ORIG_SIZE", "True"])
+    assert code == 1
+    err = capsys.readouterr().err
+    kept = len(list((out / "cut_ssh").iterdir()))
+    assert 0 < kept < 8 and f"error: {kept} of 8 frames done, these failed:" in err
+    assert f"frames {kept} to 7 failed to decode (the file announces 8 frames)" in err
+    with FrameReader(out / "cut_ssh.mp4") as video:
+        assert sum(1 for _ in video) == kept
