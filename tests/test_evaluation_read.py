@@ -125,3 +125,38 @@ def test_read_pred_valid_files_do_not_warn(tmp_path, gt):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         read_pred(tmp_path, gt)
+
+
+def _all_files(folder, gt):
+    for event, image in zip(gt.events, gt.images):
+        _write(folder, event, image, f"{image}\n1\n1 2 3 4 0.5\n")
+
+
+def test_read_pred_with_no_file_at_all_raises_with_the_layout(tmp_path, gt):
+    """An empty folder, or one level too high or too low, is an error, not AP 0."""
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"no prediction file for any of the 3 images in .*empty: "
+                                                r"expected <event>/<image>.txt files such as .*0--Ev/a.txt$"):
+        read_pred(tmp_path / "empty", gt)
+    _all_files(tmp_path / "run" / "detections", gt)
+    with pytest.raises(FileNotFoundError, match=r"one level down: give .*run/detections$"):
+        read_pred(tmp_path / "run", gt)
+    with pytest.raises(FileNotFoundError, match="holds .txt files itself.*give its parent"):
+        read_pred(tmp_path / "run" / "detections" / "0--Ev", gt)
+    (tmp_path / "run" / "detections" / "plots").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"beside it: give .*run/detections$"):
+        read_pred(tmp_path / "run" / "detections" / "plots", gt)
+    archive = tmp_path / "preds.tar.gz"
+    archive.write_bytes(b"\x1f\x8b")
+    with pytest.raises(FileNotFoundError, match="an archive: unpack it"):
+        read_pred(archive, gt)
+
+
+def test_eval_cli_on_an_empty_folder_exits_2(tmp_path, gt, monkeypatch, capsys):
+    import eval as eval_script
+
+    monkeypatch.setattr(eval_script, "load_ground_truth", lambda path: gt)
+    (tmp_path / "empty").mkdir()
+    assert eval_script.main(["--predictions", str(tmp_path / "empty"), "--gt", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "no prediction file for any of the 3 images" in err and "AP" not in err

@@ -104,15 +104,31 @@ def read_pred_file(path):
     return sort_by_score(boxes), problem
 
 
+def _layout_hint(pred_dir, gt):
+    """Where the prediction files probably are, when `pred_dir` is one level off."""
+    if any(pred_dir.glob("*.txt")):
+        return "; this folder holds .txt files itself, so it is probably one event folder: give its parent"
+    events = set(gt.events)
+    for sub in sorted(p for p in pred_dir.iterdir() if p.is_dir()):
+        if any((sub / e).is_dir() for e in events):
+            return f"; the event folders are one level down: give {sub}"
+    if pred_dir.parent != pred_dir and any((pred_dir.parent / e).is_dir() for e in events):
+        return f"; the event folders are beside it: give {pred_dir.parent}"
+    return ""
+
+
 def read_pred(pred_dir, gt):
     """Per image of `gt` (official order) its (N, 5) x, y, w, h, score predictions, sorted.
 
-    A missing `pred_dir` raises FileNotFoundError. Images without a prediction file (or event
-    folder) get no boxes and one summary warning; every other unreadable file one warning each.
+    A missing `pred_dir`, or one without the prediction file of any image (an empty folder, or one
+    level too high or low: the message says where the files seem to be), raises FileNotFoundError.
+    Images without a prediction file (or event folder) get no boxes and one summary warning; every
+    other unreadable file one warning each.
     """
     pred_dir = Path(pred_dir)
     if not pred_dir.is_dir():
-        raise FileNotFoundError(f"predictions folder not found: {pred_dir}")
+        archive = " (an archive: unpack it and give the folder)" if pred_dir.is_file() else ""
+        raise FileNotFoundError(f"predictions folder not found: {pred_dir}{archive}")
     present = {e for e in set(gt.events) if (pred_dir / e).is_dir()}
     preds, missing = [], []
     for event, image in zip(gt.events, gt.images):
@@ -129,6 +145,9 @@ def read_pred(pred_dir, gt):
             if problem:
                 warnings.warn(f"{problem}; the image has no predictions", PredictionWarning, stacklevel=2)
         preds.append(boxes)
+    if len(missing) == len(preds):
+        raise FileNotFoundError(f"no prediction file for any of the {len(preds)} images in {pred_dir}: expected "
+                                f"<event>/<image>.txt files such as {missing[0]}{_layout_hint(pred_dir, gt)}")
     if missing:
         examples = ", ".join(str(p.relative_to(pred_dir)) for p in missing[:3])
         warnings.warn(f"{pred_dir}: no prediction file for {len(missing)} of {len(preds)} images "
