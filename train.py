@@ -5,21 +5,39 @@
     python3 train.py --resume output/SSH/wider_train/SSH_iter_1000.pth
     python3 train.py --init none --iters 200 --set TRAIN.SCALES [600] --set TRAIN.MAX_SIZE 800
 
-Snapshots `<out>/SSH[_<SNAPSHOT_INFIX>]_iter_<N>.pth` every TRAIN.SNAPSHOT iterations, at the end
-and on Ctrl-C; metrics in `<out>/metrics.jsonl`, loss curve in `<out>/loss_curve.png`.
+Snapshots `<out>/SSH[_<SNAPSHOT_INFIX>]_iter_<N>.pth` every TRAIN.SNAPSHOT iterations, at the end,
+on Ctrl-C and when an image turns out unreadable; metrics in `<out>/metrics.jsonl`, loss curve in
+`<out>/loss_curve.png`. A run holds `<out>/train.lock` while it lasts. With --resume the config is the
+snapshot's; --cfg / --set may change only the keys of lib.config.RESUME_OVERRIDABLE.
+Errors end with one `error:` line and exit code 2 (3: non-finite loss).
 """
 import argparse
 import sys
 from pathlib import Path
 
-import torch
-
-from lib.config import add_config_args, config_from_args
+from lib.config import add_config_args, config_from_args, resume_config
 from lib.datasets import training_roidb
 from lib.training import NonFiniteLoss, fit, seed_everything
+from lib.utils.checkpoint import snapshot_config
+from lib.utils.cli import one_line_warnings
+from lib.utils.device import parse_device
+from lib.utils.lock import FolderLocked
 from model import SSH
 
 IMAGENET_MODEL = "data/imagenet_models/VGG16.caffemodel"
+
+
+def int_at_least(minimum):
+    """argparse type: an int >= `minimum` (a wrong value is a usage error, exit code 2)."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+    return parse
 
 
 def parse_args(argv):
@@ -29,11 +47,15 @@ def parse_args(argv):
     parser.add_argument("--init", default=IMAGENET_MODEL,
                         help=f"ImageNet VGG16 .caffemodel, or 'none' for Kaiming-initialised trunk "
                              f"(experiments only; default: {IMAGENET_MODEL})")
-    parser.add_argument("--iters", type=int, help="number of SGD steps (default: TRAIN.MAX_ITERS)")
-    parser.add_argument("--out", type=Path, help="output folder (default: output/<EXP_DIR>/wider_train)")
-    parser.add_argument("--resume", type=Path, help="continue from this snapshot")
-    parser.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--workers", type=int, default=2, help="data-loader processes (0: load in this process)")
+    parser.add_argument("--iters", type=int_at_least(1), help="number of SGD steps (default: TRAIN.MAX_ITERS)")
+    parser.add_argument("--out", type=Path,
+                        help="output folder (default: the --resume snapshot's folder, else output/<EXP_DIR>/wider_train)")
+    parser.add_argument("--resume", type=Path,
+                        help="continue from this snapshot, with its config (--cfg / --set may change only "
+                             "settings that do not alter training, e.g. TRAIN.DISPLAY, TEST.*)")
+    parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available, else cpu)")
+    parser.add_argument("--workers", type=int_at_least(0), default=2,
+                        help="data-loader processes (0: load in this process)")
     parser.add_argument("--amp", action="store_true",
                         help="mixed precision: autocast in bf16 where supported, else fp16 with GradScaler")
     add_config_args(parser)
@@ -53,23 +75,58 @@ def build_network(init):
     return net
 
 
+def error_text(e):
+    """One line for an expected error: 'file: reason' for OS errors, else the exception's message."""
+    if isinstance(e, OSError) and e.filename is not None and e.strerror:
+        return f"{e.filename}: {e.strerror}"
+    return str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+
+
+def load_config(args):
+    """The run's config: --cfg and --set over the defaults, or with --resume over the snapshot's config.
+
+    Prints each allowed override of a snapshot's setting. A bad file, key or value, or a refused
+    change, ends the process like an argparse error: one `error:` line, exit code 2.
+    Shared by train.py and train_dist.py.
+    """
+    try:
+        if args.resume is None:
+            return config_from_args(args)
+        cfg, notes = resume_config(snapshot_config(args.resume), args.cfg, [tuple(p) for p in args.set])
+    except (OSError, KeyError, ValueError) as e:
+        print(f"error: {error_text(e)}", file=sys.stderr)
+        raise SystemExit(2) from None
+    for note in notes:
+        print(f"note: overriding the config of {args.resume}: {note}")
+    return cfg
+
+
+def output_dir(args, cfg):
+    """--out, else the folder of the --resume snapshot (the run goes on where it was), else
+    output/<EXP_DIR>/wider_train. Shared by train.py and train_dist.py."""
+    if args.out is not None:
+        return args.out
+    return args.resume.parent if args.resume is not None else Path("output") / cfg.EXP_DIR / "wider_train"
+
+
 def main(argv=None):
+    one_line_warnings()
     args = parse_args(argv)
-    cfg = config_from_args(args)
+    cfg = load_config(args)
     seed_everything(cfg.RNG_SEED)
     try:
+        device = parse_device(args.device)
         net = build_network("none" if args.resume else args.init)
         roidb = training_roidb(args.data, "train", cfg.TRAIN.USE_FLIPPED)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    try:
-        fit(net, cfg, roidb, args.out or Path("output") / cfg.EXP_DIR / "wider_train", device=args.device,
+        fit(net, cfg, roidb, output_dir(args, cfg), device=device,
             max_iters=cfg.TRAIN.MAX_ITERS if args.iters is None else args.iters, workers=args.workers,
             amp=args.amp, resume=args.resume)
     except NonFiniteLoss as e:
         print(f"error: {e}", file=sys.stderr)
         return 3
+    except (OSError, ValueError, FolderLocked) as e:
+        print(f"error: {error_text(e)}", file=sys.stderr)
+        return 2
     return 0
 
 

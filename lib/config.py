@@ -4,9 +4,11 @@
 functions receive plain values taken from it by the scripts. Key names are the official ones,
 so the official YAML files (including their `!!python/tuple` tags) merge unchanged. Keys the
 official code defines but never reads are kept (marked "legacy") so such files still merge.
+`resume_config` rebuilds the config of a resumed run from the one its snapshot recorded.
 """
 import ast
 import copy
+import json
 
 import yaml
 from easydict import EasyDict
@@ -106,6 +108,23 @@ _DEFAULTS = {
 }
 
 
+# Keys a resumed run may change, with the reason: none of them alters what an SGD step computes.
+# Every other key (legacy ones too, in case one is read one day) must keep the snapshot's value.
+RESUME_OVERRIDABLE = {
+    "TRAIN.DISPLAY": "log cadence only",
+    "TRAIN.SNAPSHOT": "snapshot cadence only; resuming from any snapshot is exact",
+    "TRAIN.SNAPSHOT_INFIX": "snapshot file names only",
+    "TRAIN.MAX_ITERS": "where training stops, like --iters; the lr schedule does not depend on it",
+    "TEST": "test settings, not read by training",
+    "EXP_DIR": "output folder name only",
+    "DATA_DIR": "where data and weights are found",
+    "MATLAB": "evaluation command only",
+    "GPU_ID": "device choice only",
+    "DEBUG": "legacy, read by nothing",
+    "USE_GPU_NMS": "legacy, read by nothing",
+}
+
+
 class _ConfigLoader(yaml.SafeLoader):
     """Safe YAML loader that also accepts the `!!python/tuple` tags of the official config files."""
 
@@ -149,12 +168,20 @@ def _merge(src, dst, prefix=""):
 
 
 def merge_yaml(cfg, path):
-    """Merge the YAML file at `path` into `cfg` in place; unknown keys and wrong types raise."""
-    with open(path) as f:
-        try:
+    """Merge the YAML file at `path` into `cfg` in place; a missing or unreadable file, YAML
+    syntax errors (with their line), unknown keys and wrong types raise ValueError naming the file."""
+    try:
+        with open(path, encoding="utf-8") as f:
             data = yaml.load(f, Loader=_ConfigLoader) or {}
-        except yaml.YAMLError as e:
-            raise ValueError(f"{path}: not a valid YAML config: {e}") from e
+    except FileNotFoundError:
+        raise ValueError(f"config file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: cannot read the config file ({getattr(e, 'strerror', None) or e})") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ValueError(f"{path}: not a valid YAML config ({problem}{where})") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: a config file must be a mapping of keys")
     try:
@@ -176,7 +203,10 @@ def set_key(cfg, key, text):
     try:
         value = ast.literal_eval(text)
     except (ValueError, SyntaxError):
-        value = yaml.safe_load(text)
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise ValueError(f"config key {key}: cannot parse the value {text!r}") from None
     node[parts[-1]] = _coerce(value, node[parts[-1]], key)
 
 
@@ -188,6 +218,57 @@ def get_config(cfg_files=(), set_pairs=()):
     for key, text in set_pairs:
         set_key(cfg, key, text)
     return cfg
+
+
+def flat_config(cfg, prefix=""):
+    """{dotted key: value} of every leaf of a (nested) config mapping."""
+    flat = {}
+    for k, v in cfg.items():
+        if isinstance(v, dict):
+            flat.update(flat_config(v, f"{prefix}{k}."))
+        else:
+            flat[prefix + k] = v
+    return flat
+
+
+def _overridable(key):
+    """The reason `key` may differ from a resumed snapshot's value (RESUME_OVERRIDABLE), or None."""
+    for name, reason in RESUME_OVERRIDABLE.items():
+        if key == name or key.startswith(name + "."):
+            return reason
+    return None
+
+
+def _show(value):
+    """A config value as written in YAML / --set (JSON spelling)."""
+    return json.dumps(value)
+
+
+def resume_config(saved, cfg_files=(), set_pairs=()):
+    """The config of a resumed run: the snapshot's `saved` config, then YAML files, then overrides.
+
+    saved: the plain nested dict a snapshot recorded (keys this version lacks raise; keys it lacks
+    take the defaults). Returns (cfg, notes): one note "KEY: old -> new (reason)" per changed key of
+    RESUME_OVERRIDABLE. Changing any other key raises ValueError naming the keys and both values,
+    since the run would no longer continue the training the snapshot belongs to.
+    """
+    cfg = default_config()
+    try:
+        _merge(EasyDict(copy.deepcopy(saved)), cfg)
+    except (KeyError, ValueError) as e:
+        raise ValueError(f"the snapshot's config does not fit this version: {e.args[0]}") from None
+    before = copy.deepcopy(flat_config(cfg))
+    for path in cfg_files:
+        merge_yaml(cfg, path)
+    for key, text in set_pairs:
+        set_key(cfg, key, text)
+    changed = [(key, before[key], new) for key, new in flat_config(cfg).items() if new != before[key]]
+    refused = [f"{key} from the snapshot's {_show(old)} to {_show(new)}" for key, old, new in changed
+               if _overridable(key) is None]
+    if refused:
+        raise ValueError(f"--cfg/--set would change {' and '.join(refused)}; a resumed run keeps the settings "
+                         f"its snapshot was trained with (drop the override, or start a new run in another --out)")
+    return cfg, [f"{key}: {_show(old)} -> {_show(new)} ({_overridable(key)})" for key, old, new in changed]
 
 
 def add_config_args(parser):

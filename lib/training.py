@@ -5,7 +5,8 @@ image's summed six losses are divided by iter_size before backward, so the accum
 is the mean over the images (Caffe's iter_size normalisation). `fit` runs a whole training: in
 one process (train.py) or as one rank of a torch.distributed process group (train_dist.py), where
 it adds data sharding (EpochSampler rank / world_size), an `average` function that all-reduces
-losses and gradients, and an all-reduced `should_stop`.
+losses and gradients, and an all-reduced `should_stop`. The process that writes the outputs holds
+the output folder's lock (lib/utils/lock.py) for the whole run.
 """
 import json
 import math
@@ -13,7 +14,7 @@ import os
 import random
 import signal
 import sys
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from itertools import islice
 from pathlib import Path
 
@@ -22,12 +23,16 @@ import torch
 import torch.distributed as dist
 
 from lib.datasets import EpochSampler, TrainDataset, make_loader
+from lib.datasets.loader import raise_item_errors
+from lib.image_io import ImageError
 from lib.losses import ssh_losses
 from lib.solver import CaffeSGD, StepLR
 from lib.train_log import TrainLog
+from lib.utils.atomic import remove_stale_temps
 from lib.utils.checkpoint import load_snapshot, save_snapshot, set_rng_state, snapshot_name
 from lib.utils.distributed import (PeerFailure, all_reduce_mean, any_rank, broadcast_module, failure_message,
                                    lost_ranks, split_iter_size)
+from lib.utils.lock import folder_lock
 
 
 class NonFiniteLoss(RuntimeError):
@@ -169,9 +174,12 @@ def fit(net, cfg, roidb, out_dir, *, device, max_iters, workers=2, amp=False, re
     """Train `net` on `roidb` with the recipe of cfg.TRAIN up to `max_iters` SGD steps.
 
     net: an SSH (anything with param_groups(base_lr, weight_decay)), already initialised. Writes
-    `<out_dir>/<prefix>_iter_<N>.pth` snapshots, metrics.jsonl and loss_curve.png. `resume`: a
-    snapshot to continue from exactly. Returns (steps completed, "done" | "stopped" (Ctrl-C)); a NaN
-    or infinite loss raises NonFiniteLoss naming the iteration and the last good snapshot.
+    `<out_dir>/<prefix>_iter_<N>.pth` snapshots, metrics.jsonl and loss_curve.png, under the
+    folder's lock (FolderLocked when another run holds it), after removing the temporary files of
+    interrupted writes. `resume`: a snapshot to continue from exactly. Returns (steps completed,
+    "done" | "stopped" (Ctrl-C)); a NaN or infinite loss raises NonFiniteLoss naming the iteration
+    and the last good snapshot; an unreadable image raises ImageError naming it, after the last
+    completed step is saved.
 
     In a torch.distributed process group this is one rank's part: rank 0's weights are broadcast,
     each rank takes its EpochSampler shard and accumulates split_iter_size(TRAIN.ITER_SIZE, world
@@ -180,11 +188,29 @@ def fit(net, cfg, roidb, out_dir, *, device, max_iters, workers=2, amp=False, re
     images of all ranks. A failed collective raises PeerFailure naming the lost ranks (asked of the
     rendezvous `store` within `timeout`), after rank 0 has saved the last completed step.
     """
+    out_dir = Path(out_dir)
+    writer = not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+    with hold_output(out_dir) if writer else nullcontext():
+        return _fit(net, cfg, roidb, out_dir, device, max_iters, workers, amp, resume, store, timeout)
+
+
+@contextmanager
+def hold_output(out_dir):
+    """Lock `out_dir` for the block and remove the temporary files of interrupted writes in it (printed)."""
+    with folder_lock(out_dir):
+        removed = remove_stale_temps(out_dir)
+        if removed:
+            print(f"Removed {len(removed)} temporary file(s) of interrupted writes from {out_dir}: "
+                  f"{', '.join(removed)}", flush=True)
+        yield
+
+
+def _fit(net, cfg, roidb, out_dir, device, max_iters, workers, amp, resume, store, timeout):
+    """`fit` once the output folder is held (or, off rank 0, not written)."""
     train_cfg = cfg.TRAIN
     device = torch.device(device)
     distributed = dist.is_available() and dist.is_initialized()
     rank, world_size = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
-    out_dir = Path(out_dir)
     iter_size = split_iter_size(train_cfg.ITER_SIZE, world_size)
     images_per_step = iter_size * world_size
     net.to(device).train()
@@ -213,6 +239,13 @@ def fit(net, cfg, roidb, out_dir, *, device, max_iters, workers=2, amp=False, re
         if log is not None:
             log.log(iteration, lr, losses)
 
+    def save_progress():
+        """Snapshot the last completed step unless saved, and print how to continue."""
+        if state["done"] != state["saved"]:
+            snapshot(state["done"])
+        if state["snapshot"]:
+            message(f"Continue with --resume {state['snapshot']}")
+
     def snapshot(iteration):
         state["saved"] = iteration
         if log is None:
@@ -230,6 +263,9 @@ def fit(net, cfg, roidb, out_dir, *, device, max_iters, workers=2, amp=False, re
              else f"{device}, {images_per_step} images per step")
     message(f"Training {len(dataset)} images from iteration {start_iter} to {max_iters} on {where}, "
             f"output in {out_dir}")
+    if start_iter >= max_iters:
+        message(f"note: the snapshot is at iteration {start_iter}, so there is nothing to train up to {max_iters} "
+                "(raise --iters to continue)")
     if images_per_step != train_cfg.ITER_SIZE:
         message(f"note: TRAIN.ITER_SIZE {train_cfg.ITER_SIZE} does not divide over {world_size} processes; "
                 f"each SGD step sees {images_per_step} images")
@@ -239,7 +275,7 @@ def fit(net, cfg, roidb, out_dir, *, device, max_iters, workers=2, amp=False, re
         try:
             if distributed:
                 broadcast_module(net)
-            items = iter(loader)  # loader workers fork here and inherit the Ctrl-C handler
+            items = raise_item_errors(iter(loader))  # loader workers fork here and inherit the Ctrl-C handler
             if resumed is not None:
                 set_rng_state(resumed["rng"])
             iteration, reason = train_loop(
@@ -255,11 +291,11 @@ def fit(net, cfg, roidb, out_dir, *, device, max_iters, workers=2, amp=False, re
             raise NonFiniteLoss(f"non-finite loss at {e}; training stopped, {kept}") from None
         except PeerFailure as e:
             lost = lost_ranks(store, rank, world_size, min(5.0, timeout))
-            if state["done"] != state["saved"]:
-                snapshot(state["done"])
-            if state["snapshot"]:
-                message(f"Continue with --resume {state['snapshot']}")
+            save_progress()
             raise PeerFailure(failure_message(rank, lost, e)) from None
+        except ImageError:
+            save_progress()
+            raise
         finally:
             if log is not None:
                 log.close()

@@ -1,10 +1,12 @@
-"""Config defaults equal the official default_config.yml; YAML merging and --set overrides."""
+"""Config defaults equal the official default_config.yml; YAML merging, --set overrides, resume rules."""
 import argparse
+import json
 from pathlib import Path
 
 import pytest
 
-from lib.config import add_config_args, config_from_args, get_config, merge_yaml, set_key
+from lib.config import (RESUME_OVERRIDABLE, add_config_args, config_from_args, flat_config, get_config, merge_yaml,
+                        resume_config, set_key)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,6 +53,20 @@ def test_bad_yaml_names_file_and_key(tmp_path):
         merge_yaml(get_config(), f)
 
 
+def test_unreadable_config_files_give_one_line(tmp_path):
+    with pytest.raises(ValueError, match=r"^config file not found: .*absent.yml$"):
+        merge_yaml(get_config(), tmp_path / "absent.yml")
+    f = tmp_path / "broken.yml"
+    f.write_text("TEST:\n  SCALES: [800\n")
+    with pytest.raises(ValueError) as info:
+        merge_yaml(get_config(), f)
+    assert "\n" not in str(info.value)
+    assert str(info.value).startswith(f"{f}: not a valid YAML config (") and "at line 3, column 1" in str(info.value)
+    f.write_bytes(b"TEST: \xff\xfe\n")
+    with pytest.raises(ValueError, match="broken.yml: cannot read the config file"):
+        merge_yaml(get_config(), f)
+
+
 def test_set_overrides():
     parser = argparse.ArgumentParser()
     add_config_args(parser)
@@ -60,3 +76,72 @@ def test_set_overrides():
     assert cfg.TEST.SCALES == [800] and cfg.TEST.NMS_THRESH == 0.4 and cfg.EXP_DIR == "mine"
     with pytest.raises(KeyError):
         set_key(cfg, "TEST.NOPE", "1")
+
+
+# --- resuming: the snapshot's config, overrides allowed only where they cannot change training ----
+
+def _saved(**train):
+    """A snapshot's recorded config (plain nested dict, as fit stores it) with TRAIN keys changed."""
+    cfg = get_config()
+    cfg.TRAIN.update(train)
+    return json.loads(json.dumps(cfg))
+
+
+def test_resume_takes_the_snapshots_config():
+    cfg, notes = resume_config(_saved(SCALES=[160], BASE_LR=0.01))
+    assert cfg.TRAIN.SCALES == [160] and cfg.TRAIN.BASE_LR == 0.01 and notes == []
+    # the same values given again are no change
+    cfg, notes = resume_config(_saved(SCALES=[160]), set_pairs=[("TRAIN.SCALES", "[160]")])
+    assert cfg.TRAIN.SCALES == [160] and notes == []
+
+
+def test_resume_keys_missing_from_an_older_snapshot_take_the_defaults():
+    saved = _saved(SCALES=[160])
+    del saved["TRAIN"]["DISPLAY"]
+    cfg, _ = resume_config(saved)
+    assert cfg.TRAIN.DISPLAY == 20 and cfg.TRAIN.SCALES == [160]
+
+
+def test_resume_prints_allowed_overrides(tmp_path):
+    f = tmp_path / "test.yml"
+    f.write_text("TEST:\n  SCALES: [500, 800]\n")
+    cfg, notes = resume_config(_saved(SCALES=[160]), [f], [("TRAIN.DISPLAY", "1"), ("EXP_DIR", "x")])
+    assert cfg.TRAIN.SCALES == [160] and cfg.TRAIN.DISPLAY == 1 and cfg.TEST.SCALES == [500, 800]
+    assert notes == ['TRAIN.DISPLAY: 20 -> 1 (log cadence only)',
+                     'TEST.SCALES: [1200] -> [500, 800] (test settings, not read by training)',
+                     'EXP_DIR: "SSH" -> "x" (output folder name only)']
+
+
+def test_resume_refuses_changes_of_what_is_trained(tmp_path):
+    with pytest.raises(ValueError) as raised:
+        resume_config(_saved(SCALES=[160]), set_pairs=[("TRAIN.SCALES", "[1200]")])
+    assert str(raised.value) == (
+        "--cfg/--set would change TRAIN.SCALES from the snapshot's [160] to [1200]; a resumed run keeps the "
+        "settings its snapshot was trained with (drop the override, or start a new run in another --out)")
+    f = tmp_path / "lr.yml"
+    f.write_text("TRAIN:\n  BASE_LR: 0.01\n  ITER_SIZE: 2\n")
+    with pytest.raises(ValueError, match=r"TRAIN.ITER_SIZE from the snapshot's 8 to 2 and TRAIN.BASE_LR from the "
+                                         r"snapshot's 0.004 to 0.01"):
+        resume_config(_saved(), [f])
+    for key, text in [("RNG_SEED", "4"), ("PIXEL_MEANS", "[[[1, 2, 3]]]"), ("TRAIN.USE_FLIPPED", "False"),
+                      ("TRAIN.BATCH_SIZE", "64")]:
+        with pytest.raises(ValueError, match=key):
+            resume_config(_saved(), set_pairs=[(key, text)])
+
+
+def test_resume_rejects_a_config_of_another_version():
+    saved = _saved()
+    saved["TRAIN"]["NEW_KEY"] = 1
+    with pytest.raises(ValueError, match="the snapshot's config does not fit this version: unknown config key "
+                                         "TRAIN.NEW_KEY"):
+        resume_config(saved)
+
+
+def test_resume_overridable_keys_exist():
+    flat = flat_config(get_config())
+    assert all(any(k == key or k.startswith(key + ".") for k in flat) for key in RESUME_OVERRIDABLE)
+
+
+def test_unparsable_set_value_is_a_value_error():
+    with pytest.raises(ValueError, match=r"config key TRAIN.SCALES: cannot parse the value '\[1'"):
+        set_key(get_config(), "TRAIN.SCALES", "[1")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from lib.datasets.loader import EpochSampler, TrainDataset, make_loader
+from lib.datasets.loader import EpochSampler, TrainDataset, make_loader, raise_item_errors
 from lib.datasets.roidb import RoidbEntry, append_flipped, training_roidb
 from lib.image_io import ImageError
 
@@ -73,18 +73,59 @@ def test_flipped_box_covers_the_flipped_pixels(tmp_path):
     assert (cols.min().item(), cols.max().item(), rows.min().item(), rows.max().item()) == (50, 69, 6, 19)
 
 
-def test_unreadable_images_name_their_path(tmp_path):
+def test_exif_rotated_training_image_is_upright_with_its_roidb_size(tmp_path):
+    """A JPEG stored 80 wide x 64 high with EXIF orientation 6 trains as the upright 64 x 80 image,
+    as cv2.imread gives it; the roidb's header size agrees (no size mismatch)."""
+    from PIL import Image
+
+    root = tmp_path / "wider"
+    images = root / "WIDER_train" / "images" / "0--Test"
+    images.mkdir(parents=True)
+    (root / "wider_face_split").mkdir()
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    stored = np.random.default_rng(0).integers(0, 256, (64, 80, 3), dtype=np.uint8)
+    Image.fromarray(stored).save(images / "phone.jpg", exif=exif.tobytes(), quality=95)
+    (root / "wider_face_split" / "wider_face_train_bbx_gt.txt").write_text("0--Test/phone.jpg\n1\n4 6 20 30 0 0 0 0 0 0 \n")
+    roidb = training_roidb(root, "train", use_flipped=False)
+    assert (roidb[0].width, roidb[0].height) == (64, 80)
+    item = TrainDataset(roidb, 64, 1000, MEANS)[0]  # scale 1: the blob is the image minus the means
+    assert "error" not in item and tuple(item["data"].shape) == (3, 80, 64)
+    upright = cv2.imread(str(images / "phone.jpg")).astype(np.float32) - np.float32(MEANS).reshape(1, 1, 3)
+    np.testing.assert_allclose(item["data"].permute(1, 2, 0).numpy(), upright, rtol=0, atol=1e-4)
+
+
+def test_unreadable_images_become_error_items_named_by_their_path(tmp_path):
+    """Workers hand an error back as an item; raise_item_errors raises it as ImageError in the trainer."""
     missing = RoidbEntry(str(tmp_path / "gone.jpg"), 10, 10, np.zeros((1, 4), np.float32))
-    with pytest.raises(ImageError, match="image not found: .*gone.jpg"):
-        TrainDataset([missing], 60, 100, MEANS)[0]
     junk = tmp_path / "junk.jpg"
     junk.write_bytes(b"not an image")
-    with pytest.raises(ImageError, match="junk.jpg: not an image"):
-        TrainDataset([RoidbEntry(str(junk), 10, 10, np.zeros((1, 4), np.float32))], 60, 100, MEANS)[0]
     wrong = entry(tmp_path, np.zeros((10, 20, 3), np.uint8), [[0, 0, 1, 1]])
     wrong = RoidbEntry(wrong.image, 21, 10, wrong.boxes)
-    with pytest.raises(ValueError, match=r"im.png: image is 20x10, the roidb says 21x10"):
-        TrainDataset([wrong], 60, 100, MEANS)[0]
+    good = entry(tmp_path, np.zeros((10, 20, 3), np.uint8), [[0, 0, 1, 1]], "good.png")
+    ds = TrainDataset([missing, RoidbEntry(str(junk), 10, 10, np.zeros((1, 4), np.float32)), wrong, good],
+                      60, 100, MEANS)
+    assert ds[0] == {"error": f"image not found: {tmp_path / 'gone.jpg'}", "index": 0}
+    assert ds[1]["index"] == 1 and ds[1]["error"].startswith(f"{junk}: not an image")
+    assert ds[2] == {"error": f"{wrong.image}: image is 20x10, the roidb says 21x10", "index": 2}
+    assert "error" not in ds[3]
+    items = raise_item_errors(iter([ds[3], ds[1], ds[3]]))
+    assert next(items)["index"] == 3
+    with pytest.raises(ImageError, match="junk.jpg: not an image"):
+        next(items)
+
+
+def test_a_worker_error_reaches_the_trainer_as_one_line(tmp_path):
+    """No DataLoader re-raise with the worker's traceback text: the message is the ImageError's own."""
+    good = entry(tmp_path, np.zeros((10, 20, 3), np.uint8), [[0, 0, 1, 1]])
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"")
+    ds = TrainDataset([good, RoidbEntry(str(bad), 20, 10, good.boxes)], 20, 40, MEANS)
+    items = raise_item_errors(iter(make_loader(ds, [0, 1], workers=1, pin_memory=False)))
+    assert next(items)["index"] == 0
+    with pytest.raises(ImageError) as raised:
+        next(items)
+    assert str(raised.value) == f"{bad}: empty file (0 bytes)"
 
 
 @pytest.mark.skipif(not MINI.is_dir(), reason="../shared/data/mini_wider absent")

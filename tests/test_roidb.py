@@ -1,5 +1,6 @@
 """Training roidb: image sizes, official boxes, flipped copies, face-less images removed (SSH_SPEC.md 4.2-4.3)."""
 import csv
+import os
 from pathlib import Path
 
 import cv2
@@ -7,6 +8,7 @@ import numpy as np
 import pytest
 
 from lib.datasets.roidb import append_flipped, filter_empty, flip_boxes, gt_roidb, training_roidb
+from lib.image_io import ImageError
 
 MINI = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mini_wider"
 ZEROS = "0 0 0 0 0 0 0 0 0 0 \n"
@@ -64,7 +66,26 @@ def test_flipping_twice_restores_entries(tmp_path):
 def test_missing_image_names_its_path(tmp_path):
     images = make_wider(tmp_path)
     (images / "empty.jpg").unlink()
-    with pytest.raises(FileNotFoundError, match=r"0--Parade/empty\.jpg"):
+    with pytest.raises(ImageError, match=r"image not found: .*0--Parade/empty\.jpg"):
+        gt_roidb(tmp_path, "train")
+
+
+@pytest.mark.parametrize("damage", ["zero-byte", "text", "folder", "no permission"])
+def test_unreadable_image_header_names_its_path(tmp_path, damage):
+    """ImageError (a ValueError: train.py prints it as one line) instead of PIL's OSError."""
+    if damage == "no permission" and os.geteuid() == 0:
+        pytest.skip("root reads files of any permission")
+    image = make_wider(tmp_path) / "a.jpg"
+    if damage == "zero-byte":
+        image.write_bytes(b"")
+    elif damage == "text":
+        image.write_text("not an image\n")
+    elif damage == "folder":
+        image.unlink()
+        image.mkdir()
+    else:
+        image.chmod(0)
+    with pytest.raises(ImageError, match=r"0--Parade/a\.jpg: cannot read the image header"):
         gt_roidb(tmp_path, "train")
 
 

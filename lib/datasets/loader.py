@@ -1,7 +1,9 @@
 """Training images, sampling order and DataLoader (official lib/roi_data_layer/{layer,minibatch}.py).
 
 One image per item (IMS_PER_BATCH 1): the DataLoader runs without automatic batching, so each
-worker decodes, flips, mean-subtracts and resizes whole images.
+worker decodes, flips, mean-subtracts and resizes whole images. An image that cannot be read
+travels as an error item, so the training process raises the one-line ImageError itself
+(`raise_item_errors`) instead of the DataLoader's re-raise with the worker's traceback text.
 """
 import cv2
 import numpy as np
@@ -9,14 +11,16 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from lib.blob import compute_scale, prep_image, to_tensor
-from lib.image_io import read_image
+from lib.image_io import ImageError, read_image
 
 
 class TrainDataset(Dataset):
     """Network inputs of a roidb at one training scale.
 
     Item i: {"data": (3, H, W) float32 BGR mean-subtracted blob, "im_info": (3,) float32
-    [H, W, s], "gt_boxes": (M, 4) float32 boxes * s (not rounded), "index": i}.
+    [H, W, s], "gt_boxes": (M, 4) float32 boxes * s (not rounded), "index": i}, or
+    {"error": message, "index": i} when the image is missing, undecodable or of another size
+    than the roidb says.
     s brings the shorter side to `scale` unless the longer side would exceed `max_size`;
     with `orig_size` s starts at 1 and is still bounded by `max_size`, as in the official
     prep_im_for_blob.
@@ -34,10 +38,13 @@ class TrainDataset(Dataset):
 
     def __getitem__(self, i):
         entry = self.roidb[i]
-        image = read_image(entry.image, color=True)
+        try:
+            image = read_image(entry.image)
+        except ImageError as e:
+            return {"error": str(e), "index": i}
         if image.shape[:2] != (entry.height, entry.width):
-            raise ValueError(f"{entry.image}: image is {image.shape[1]}x{image.shape[0]}, "
-                             f"the roidb says {entry.width}x{entry.height}")
+            return {"error": f"{entry.image}: image is {image.shape[1]}x{image.shape[0]}, "
+                             f"the roidb says {entry.width}x{entry.height}", "index": i}
         if entry.flipped:
             image = image[:, ::-1]
         target = min(entry.height, entry.width) if self.orig_size else self.scale
@@ -99,6 +106,14 @@ class EpochSampler(Sampler):
         while True:
             yield from self.epoch_indices(epoch)[offset:].tolist()
             epoch, offset = epoch + 1, 0
+
+
+def raise_item_errors(items):
+    """Yield the TrainDataset `items`, raising ImageError (in this process) at the first error item."""
+    for item in items:
+        if "error" in item:
+            raise ImageError(item["error"])
+        yield item
 
 
 def _init_worker(worker_id):

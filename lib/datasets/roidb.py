@@ -7,7 +7,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from lib.datasets.wider import annotation_file, image_dir, image_size, read_annotations, wider_boxes
+from lib.datasets.wider import annotation_file, image_dir, read_annotations, wider_boxes
+from lib.image_io import image_size
 
 
 @dataclass(frozen=True, eq=False)
@@ -27,7 +28,7 @@ def gt_roidb(root, split):
     """Unflipped entries of every image listed for `split` ('train' or 'val') under the WIDER root.
 
     Sizes come from the image headers; boxes follow `wider_boxes` (degenerate ones dropped).
-    A missing image raises FileNotFoundError naming its path.
+    A missing or unreadable image (no permission, empty, not an image) raises ImageError naming it.
     """
     images = image_dir(root, split)
     roidb = []

@@ -1,9 +1,21 @@
-"""Atomic file writes: write a temporary file beside the target, then rename it over the target."""
+"""Atomic file writes: write a temporary file beside the target, then rename it over the target.
+
+Temporary names are `.<target name>.<random>` + TEMP_MARKER + `<target suffix>` (the suffix is kept
+because some writers, e.g. OpenCV's VideoWriter, choose the format by it), so the leftovers of a
+writer killed mid-write (kill -9, power loss) are recognisable and `remove_stale_temps` can delete
+them once no writer can be active in the folder.
+"""
 import os
+import re
 import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
+
+TEMP_MARKER = ".atomic-tmp"
+# Names of this module's temporary files and folders, and those of versions before TEMP_MARKER:
+# `.<name>.<8 mkstemp characters><suffix of name, or .tmp>`.
+_TEMP_NAME = re.compile(rf"\.(?P<name>.+)\.[a-z0-9_]{{8}}(?:{re.escape(TEMP_MARKER)})?(?P<suffix>\.[^.]*)?")
 
 
 def _umask():
@@ -17,7 +29,7 @@ def atomic_path(path):
     """Yield a temporary path beside `path`; on success it is renamed to `path`, on error removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix or ".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_MARKER + path.suffix)
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; the result is an ordinary file
     try:
@@ -45,7 +57,7 @@ def atomic_folder(path):
     ends without error and is removed otherwise."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_MARKER))
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; the result is an ordinary folder
     try:
         yield tmp
@@ -55,3 +67,39 @@ def atomic_folder(path):
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
+
+
+def is_temp_name(name):
+    """True for the name of a temporary file or folder of this module (marked, or of older versions).
+
+    An unmarked name only counts when it ends with its target's suffix (.tmp for a target without
+    one), so other hidden files are left alone.
+    """
+    match = _TEMP_NAME.fullmatch(name)
+    if match is None:
+        return False
+    if TEMP_MARKER in name:
+        return True
+    suffix = match["suffix"] or ""
+    return suffix == ".tmp" or (suffix != "" and match["name"].endswith(suffix))
+
+
+def remove_stale_temps(folder):
+    """Delete the temporary files and folders of interrupted atomic writes directly in `folder`.
+
+    Only safe while no writer is active there (e.g. under the folder's `lib.utils.lock` lock).
+    Returns the sorted names removed ([] when `folder` does not exist).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for entry in sorted(folder.iterdir()):
+        if not is_temp_name(entry.name):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+        removed.append(entry.name)
+    return removed

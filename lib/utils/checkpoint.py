@@ -9,7 +9,9 @@ A snapshot is one torch.save'd dict:
     rng        Python, numpy, torch CPU and CUDA generator states
     extra      caller's plain data (e.g. images consumed by the sampler, the config)
 It contains only tensors and plain Python values, so it loads with torch.load(weights_only=True).
+A missing, empty, damaged or foreign file raises ValueError with one sentence naming it.
 """
+import pickle
 import random
 from pathlib import Path
 
@@ -65,17 +67,50 @@ def save_snapshot(path, *, model, optimizer, iteration, schedule, scaler=None, e
     return Path(path)
 
 
+SNAPSHOT_KEYS = frozenset({"model", "optimizer", "iteration", "schedule", "rng"})
+
+
+def _read(path, mmap):
+    """The snapshot dict at `path` (tensors memory-mapped when `mmap`); ValueError when it is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"snapshot not found: {path}" if not path.exists() else f"{path}: not a file")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path}: empty file, not a training snapshot")
+    try:
+        state = torch.load(path, map_location="cpu", mmap=mmap, weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError, OSError):
+        raise ValueError(f"{path}: cannot be read as a training snapshot (damaged, truncated or another "
+                         f"kind of file)") from None
+    missing = SNAPSHOT_KEYS - state.keys() if isinstance(state, dict) else SNAPSHOT_KEYS
+    if missing:
+        raise ValueError(f"{path}: not a training snapshot (missing {', '.join(sorted(missing))})")
+    return state
+
+
+def snapshot_config(path):
+    """The config (plain nested dict) a snapshot was trained with, read without loading its tensors.
+
+    ValueError when `path` is not a readable snapshot or records no config.
+    """
+    config = _read(path, mmap=True).get("extra", {}).get("config")
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}: the snapshot records no training config, so its run cannot be resumed")
+    return config
+
+
 def load_snapshot(path, *, model, optimizer=None, scaler=None, restore_rng=True):
     """Load a snapshot into `model` (strict) and, when given, `optimizer` and `scaler`.
 
     Optimizer tensors follow the device of the model's parameters. Restores the generators when
     `restore_rng`. Returns the snapshot dict (iteration, schedule, extra, ...).
     """
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    missing = {"model", "optimizer", "iteration", "schedule", "rng"} - state.keys()
-    if missing:
-        raise ValueError(f"{path}: not a training snapshot (missing {', '.join(sorted(missing))})")
-    model.load_state_dict(state["model"])
+    state = _read(path, mmap=False)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError:
+        raise ValueError(f"{path}: the snapshot's weights do not fit this network (missing, unexpected or "
+                         f"differently shaped tensors)") from None
     if optimizer is not None:
         optimizer.load_state_dict(state["optimizer"])
     if scaler is not None and state["scaler"]:
