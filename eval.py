@@ -12,13 +12,17 @@ import json
 import math
 import shlex
 import sys
-import warnings
 from pathlib import Path
 
 from lib.config import add_config_args, config_from_args
 from lib.evaluation import SETTINGS, load_ground_truth, wider_eval
 from lib.evaluation.plot import plot_pr_curves
 from lib.utils.atomic import atomic_write_text
+from lib.utils.cli import one_line_warnings
+from lib.utils.lock import FolderLocked, folder_lock
+
+# Lock file of a detection run folder: two eval.py runs never write the same predictions at once.
+EVAL_LOCK = "eval.lock"
 
 
 def parse_args(argv=None):
@@ -42,19 +46,27 @@ def parse_args(argv=None):
 def detect(args, cfg, run_dir):
     """Write the prediction files of every val image; returns their folder."""
     from lib.evaluation.run import run_detection, val_images  # torch and the model: detection mode only
+    from lib.utils.atomic import remove_stale_temps
+    from lib.utils.device import parse_device
     from model.detector import build_detector
 
+    device = parse_device(args.device)
     names, image_root = val_images(args.data)
     model = Path(args.model)
     if not model.is_file():
         raise FileNotFoundError(f"model file not found: {model}")
-    detector = build_detector(model, cfg, args.device)
+    detector = build_detector(model, cfg, device)
     stat = model.stat()
     key = {"model": str(model.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
            "TEST": cfg.TEST, "PIXEL_MEANS": cfg.PIXEL_MEANS}
     pred_dir = run_dir / "detections"
     cache_dir = None if args.no_cache else run_dir / "cache"
-    computed = run_detection(detector.detect, names, image_root, pred_dir, cache_dir, key)
+    with folder_lock(run_dir, EVAL_LOCK):
+        removed = [name for folder in (run_dir, *run_dir.rglob("*")) if folder.is_dir()
+                   for name in remove_stale_temps(folder)]
+        if removed:
+            print(f"Removed {len(removed)} temporary file(s) of an interrupted run from {run_dir}")
+        computed = run_detection(detector.detect, names, image_root, pred_dir, cache_dir, key)
     print(f"{computed} images detected, {len(names) - computed} taken from the cache; "
           f"predictions in {pred_dir}")
     return pred_dir
@@ -83,15 +95,13 @@ def report(results, pred_dir, gt_dir, name, matlab, json_path, plot_path, baseli
           f'  cd {shlex.quote(str(tool_dir))} && {matlab} -nodisplay -nodesktop -r "{call}"')
 
 
-def _one_line_warning(message, category, *args, **kwargs):
-    return f"warning: {message}\n"
-
-
 def main(argv=None):
-    warnings.formatwarning = _one_line_warning
+    one_line_warnings()
     args = parse_args(argv)
     try:
         cfg = config_from_args(args)
+        if args.baselines and not Path(args.baselines).is_dir():
+            raise FileNotFoundError(f"baselines folder not found: {args.baselines}")
         gt_dir = Path(args.gt or Path(args.data) / "eval_tools" / "ground_truth")
         gt = load_ground_truth(gt_dir)
         json_path, plot_path = args.json, args.plot
@@ -104,8 +114,11 @@ def main(argv=None):
             plot_path = plot_path or run_dir / "pr_curves.png"
         results = wider_eval(pred_dir, gt, SETTINGS)
         report(results, pred_dir, gt_dir, name, cfg.MATLAB, json_path, plot_path, args.baselines)
-    except (FileNotFoundError, ValueError, KeyError) as e:
+    except (FileNotFoundError, ValueError, KeyError, FolderLocked) as e:
         print(f"eval.py: error: {e.args[0] if e.args else e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"eval.py: error: cannot write {e.filename}: {e.strerror}", file=sys.stderr)
         return 2
     return 0
 

@@ -115,3 +115,35 @@ def test_eval_script_missing_model_exits_2(tmp_path, capsys):
     argv = ["--model", str(tmp_path / "none.caffemodel"), "--data", str(MINI), "--gt", str(GT_DIR)]
     assert eval_script.main(argv) == 2
     assert capsys.readouterr().err == f"eval.py: error: model file not found: {tmp_path / 'none.caffemodel'}\n"
+
+
+def test_eval_script_locks_its_run_folder_and_cleans_interrupted_writes(monkeypatch, tmp_path, capsys):
+    """A second eval.py on the same run folder stops with one sentence; the temporary files of a
+    killed run are removed at the next start, and its finished detections are reused."""
+    if not GT_DIR.is_dir():
+        pytest.skip(f"official ground truth not available at {GT_DIR}")
+    import model.detector
+    from lib.utils.atomic import TEMP_MARKER
+    from lib.utils.lock import folder_lock
+
+    class Built:
+        detect = FakeDetector()
+
+    monkeypatch.setattr(model.detector, "build_detector", lambda path, cfg, device: Built())
+    monkeypatch.chdir(tmp_path)
+    weights = tmp_path / "w.pth"
+    weights.write_bytes(b"")
+    argv = ["--model", str(weights), "--data", str(MINI), "--gt", str(GT_DIR), "--net_name", "fake",
+            "--set", "EXP_DIR", "exp"]
+    run_dir = tmp_path / "output" / "exp" / "wider_val" / "fake"
+    with folder_lock(run_dir, eval_script.EVAL_LOCK):
+        assert eval_script.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "output/exp/wider_val/fake is in use by another run (pid" in err
+    stale = run_dir / "cache" / "0--Parade" / f".0_Parade_Parade_0_43.npy.abcd1234{TEMP_MARKER}.npy"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"half")
+    with pytest.warns(UserWarning):
+        assert eval_script.main(argv) == 0
+    assert not stale.exists()
+    assert "Removed 1 temporary file(s) of an interrupted run" in capsys.readouterr().out
