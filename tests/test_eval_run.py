@@ -84,7 +84,9 @@ def test_missing_images_fail_before_detecting(mini, tmp_path):
     assert detector.calls == 0
 
 
-def test_eval_script_detection_mode(monkeypatch, tmp_path, capsys):
+@pytest.fixture
+def fake_eval(monkeypatch, tmp_path):
+    """(eval.py arguments, run folder) of a detection-mode run with a fake detector, in tmp_path."""
     if not GT_DIR.is_dir():
         pytest.skip(f"official ground truth not available at {GT_DIR}")
     import model.detector
@@ -98,9 +100,13 @@ def test_eval_script_detection_mode(monkeypatch, tmp_path, capsys):
     weights.write_bytes(b"")
     argv = ["--model", str(weights), "--data", str(MINI), "--gt", str(GT_DIR), "--net_name", "fake",
             "--set", "EXP_DIR", "exp"]
+    return argv, tmp_path / "output" / "exp" / "wider_val" / "fake"
+
+
+def test_eval_script_detection_mode(fake_eval, capsys):
+    argv, run_dir = fake_eval
     with pytest.warns(UserWarning):  # the 3,209 val images outside mini WIDER have no predictions
         assert eval_script.main(argv) == 0
-    run_dir = tmp_path / "output" / "exp" / "wider_val" / "fake"
     assert len(list((run_dir / "detections").rglob("*.txt"))) == 17
     assert len(list((run_dir / "cache").rglob("*.npy"))) == 17
     results = json.loads((run_dir / "results.json").read_text())
@@ -117,25 +123,13 @@ def test_eval_script_missing_model_exits_2(tmp_path, capsys):
     assert capsys.readouterr().err == f"eval.py: error: model file not found: {tmp_path / 'none.caffemodel'}\n"
 
 
-def test_eval_script_locks_its_run_folder_and_cleans_interrupted_writes(monkeypatch, tmp_path, capsys):
+def test_eval_script_locks_its_run_folder_and_cleans_interrupted_writes(fake_eval, capsys):
     """A second eval.py on the same run folder stops with one sentence; the temporary files of a
-    killed run are removed at the next start, and its finished detections are reused."""
-    if not GT_DIR.is_dir():
-        pytest.skip(f"official ground truth not available at {GT_DIR}")
-    import model.detector
+    killed run are removed at the next start."""
     from lib.utils.atomic import TEMP_MARKER
     from lib.utils.lock import folder_lock
 
-    class Built:
-        detect = FakeDetector()
-
-    monkeypatch.setattr(model.detector, "build_detector", lambda path, cfg, device: Built())
-    monkeypatch.chdir(tmp_path)
-    weights = tmp_path / "w.pth"
-    weights.write_bytes(b"")
-    argv = ["--model", str(weights), "--data", str(MINI), "--gt", str(GT_DIR), "--net_name", "fake",
-            "--set", "EXP_DIR", "exp"]
-    run_dir = tmp_path / "output" / "exp" / "wider_val" / "fake"
+    argv, run_dir = fake_eval
     with folder_lock(run_dir, eval_script.EVAL_LOCK):
         assert eval_script.main(argv) == 2
     err = capsys.readouterr().err
