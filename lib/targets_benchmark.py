@@ -14,6 +14,7 @@ from lib.config import default_config
 from lib.heads import NUM_ANCHORS, face_probs
 from lib.losses import ssh_losses
 from lib.targets import anchor_targets
+from lib.utils.device import device_arg
 
 IMAGE_HW = (1200, 1600)
 FEATURE_HW = {"m1": (150, 200), "m2": (75, 100), "m3": (38, 50)}
@@ -42,7 +43,7 @@ def median_ms(fn, device, repeat):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", type=device_arg, default="cpu")
     parser.add_argument("--repeat", type=int, default=11)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
                         help="intra-op CPU threads (1 avoids OpenMP stalls on a busy machine)")

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from lib.config import get_config
-from lib.utils.device import default_device
+from lib.utils.device import default_device, device_arg
 
 from .detector import Detector
 from .ssh import SSH
@@ -123,7 +123,7 @@ def head_drift(reference, fast, height, width):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default=default_device())
+    parser.add_argument("--device", type=device_arg, default=default_device())
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--fast", action="store_true", help="also benchmark the reduced-precision mode")
     parser.add_argument("--sizes", nargs="+", default=[f"{h}x{w}" for h, w in SIZES])

@@ -17,7 +17,7 @@ import onnxruntime
 import torch
 
 from lib.config import get_config
-from lib.utils.device import default_device
+from lib.utils.device import default_device, device_arg
 
 from .benchmark import SIZES, _sync
 from .detector import Detector
@@ -56,7 +56,7 @@ def random_images(count, height, width):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default=default_device())
+    parser.add_argument("--device", type=device_arg, default=default_device())
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--sizes", nargs="+", default=[f"{h}x{w}" for h, w in SIZES])
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=list(BATCH_SIZES))

@@ -21,7 +21,7 @@ from lib.datasets.benchmark import MINI_WIDER, synthetic_roidb, time_loader
 from lib.losses import ssh_losses
 from lib.solver import CaffeSGD
 from lib.training import amp_dtype
-from lib.utils.device import default_device
+from lib.utils.device import default_device, device_arg
 
 from .ssh import SSH
 
@@ -78,7 +78,7 @@ def benchmark_size(net, optimizer, height, width, train_cfg, images, autocast):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default=default_device())
+    parser.add_argument("--device", type=device_arg, default=default_device())
     parser.add_argument("--sizes", nargs="+", default=["600x800", "1200x1600"], help="blob sizes HxW")
     parser.add_argument("--images", type=int, default=2, help="timed images per size (after one warm-up)")
     parser.add_argument("--amp", action="store_true", help="forward under autocast as train.py --amp")

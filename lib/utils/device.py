@@ -1,4 +1,6 @@
 """Device names given on the command line, checked before anything runs on them."""
+import argparse
+
 import torch
 
 
@@ -29,3 +31,11 @@ def parse_device(text):
         if device.index is not None and device.index >= count:
             raise ValueError(f"device '{text}': this machine has {count} CUDA GPU(s), cuda:0 .. cuda:{count - 1}")
     return device
+
+
+def device_arg(text):
+    """argparse `type` for --device: a bad or absent device is a usage error (exit 2) naming it."""
+    try:
+        return parse_device(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
