@@ -11,20 +11,50 @@ SGD step (8, as the official 4 GPUs x iter_size 2); each rank accumulates ITER_S
 of them (rounded to the nearest count >= 1 when it does not divide). Rank 0 alone logs and writes
 snapshots; "consumed" in a snapshot counts the images of all ranks, so a snapshot resumes exactly
 under any world size that divides the dataset and keeps the images per step.
+Errors end with one `error:` line and exit code 2 (bad input), 3 (non-finite loss) or 4 (a peer
+failed, hung or never joined).
 """
 import argparse
+import os
 import sys
-from pathlib import Path
 
-import torch.distributed as dist
+# Read by torch's C++ logger once, when torch is imported. At its default (WARNING) the c10d store
+# client logs each failed send or receive with the C++ stack trace of the error, so a rank whose
+# peer died printed some 20 lines of "frame #..." before its one-line error. ERROR keeps the C++
+# errors; a level set by the user (e.g. INFO to debug the rendezvous) is kept too.
+os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
 
-import train
-from lib.config import config_from_args
-from lib.datasets import training_roidb
-from lib.training import NonFiniteLoss, fit, seed_everything
-from lib.utils.distributed import PeerFailure, init_distributed, launch_from, pick_device
+import torch.distributed as dist  # noqa: E402  (after TORCH_CPP_LOG_LEVEL)
 
+import train  # noqa: E402
+from lib.datasets import training_roidb  # noqa: E402
+from lib.training import NonFiniteLoss, fit, seed_everything  # noqa: E402
+from lib.utils.cli import one_line_warnings  # noqa: E402
+from lib.utils.distributed import PeerFailure, init_distributed, launch_from, pick_device  # noqa: E402
+from lib.utils.lock import FolderLocked  # noqa: E402
+
+BAD_INPUT_EXIT = 2
+NON_FINITE_EXIT = 3
 PEER_FAILURE_EXIT = 4
+
+
+def tcp_port(text):
+    """argparse type: a TCP port number, 1 .. 65535."""
+    port = train.int_at_least(1)(text)
+    if port > 65535:
+        raise argparse.ArgumentTypeError(f"must be a TCP port, 1 .. 65535, got {port}")
+    return port
+
+
+def seconds(text):
+    """argparse type: a positive number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+    return value
 
 
 def parse_args(argv):
@@ -34,50 +64,57 @@ def parse_args(argv):
         epilog="All other options are those of train.py (see python3 train.py --help). Without --rank and "
                "--world_size the process group comes from torchrun's environment (env://).")
     parser.add_argument("--master_ip", default="127.0.0.1", help="address of rank 0 (default: 127.0.0.1)")
-    parser.add_argument("--master_port", type=int, default=29500, help="free TCP port on rank 0 (default: 29500)")
-    parser.add_argument("--rank", type=int, help="rank of this process, 0 .. world_size - 1")
-    parser.add_argument("--world_size", type=int, help="number of processes")
-    parser.add_argument("--gpu", type=int, help="CUDA device of this process (default: LOCAL_RANK, else rank)")
-    parser.add_argument("--timeout", type=float, default=30.0,
+    parser.add_argument("--master_port", type=tcp_port, default=29500,
+                        help="free TCP port on rank 0 (default: 29500)")
+    parser.add_argument("--rank", type=train.int_at_least(0), help="rank of this process, 0 .. world_size - 1")
+    parser.add_argument("--world_size", type=train.int_at_least(1), help="number of processes")
+    parser.add_argument("--gpu", type=train.int_at_least(0),
+                        help="CUDA device of this process, implies --device cuda (default with --device cuda: "
+                             "LOCAL_RANK, else rank modulo the GPU count)")
+    parser.add_argument("--timeout", type=seconds, default=30.0,
                         help="seconds to wait for a peer that never starts or stops responding (default: 30)")
     dist_args, rest = parser.parse_known_args(argv)
     return dist_args, train.parse_args(rest)
 
 
 def main(argv=None):
+    """Train as one rank; exit code 2 on bad input, 3 on a non-finite loss, 4 when a peer fails."""
+    one_line_warnings()
     dist_args, args = parse_args(argv)
-    cfg = config_from_args(args)
+    cfg = train.load_config(args)
     try:
         launch = launch_from(dist_args.rank, dist_args.world_size, dist_args.master_ip, dist_args.master_port)
         device = pick_device(args.device, dist_args.gpu, launch)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return BAD_INPUT_EXIT
     seed_everything(cfg.RNG_SEED)
     try:
         net = train.build_network("none" if args.resume else args.init)
         roidb = training_roidb(args.data, "train", cfg.TRAIN.USE_FLIPPED)
         if len(roidb) < launch.world_size:
             raise ValueError(f"{len(roidb)} training images cannot be shared by {launch.world_size} processes")
-    except (FileNotFoundError, ValueError) as e:
-        print(f"rank {launch.rank}: error: {e}", file=sys.stderr)
-        return 2
-    try:
         store = init_distributed(launch, device, dist_args.timeout)
+    except (OSError, ValueError) as e:
+        print(f"error: rank {launch.rank}: {train.error_text(e)}", file=sys.stderr)
+        return BAD_INPUT_EXIT
     except PeerFailure as e:
         print(f"error: {e}", file=sys.stderr)
         return PEER_FAILURE_EXIT
     try:
-        fit(net, cfg, roidb, args.out or Path("output") / cfg.EXP_DIR / "wider_train", device=device,
-            store=store, max_iters=cfg.TRAIN.MAX_ITERS if args.iters is None else args.iters,
-            workers=args.workers, amp=args.amp, resume=args.resume, timeout=dist_args.timeout)
+        fit(net, cfg, roidb, train.output_dir(args, cfg), device=device, store=store,
+            max_iters=cfg.TRAIN.MAX_ITERS if args.iters is None else args.iters, workers=args.workers,
+            amp=args.amp, resume=args.resume, timeout=dist_args.timeout)
     except NonFiniteLoss as e:
         if launch.rank == 0:
             print(f"error: {e}", file=sys.stderr)
-        return 3
+        return NON_FINITE_EXIT
     except PeerFailure as e:
         print(f"error: {e}", file=sys.stderr)
         return PEER_FAILURE_EXIT
+    except (OSError, ValueError, FolderLocked) as e:
+        print(f"error: rank {launch.rank}: {train.error_text(e)}", file=sys.stderr)
+        return BAD_INPUT_EXIT
     finally:
         dist.destroy_process_group()
     return 0

@@ -1,13 +1,17 @@
 """train_dist.py and lib/utils/distributed.py: 2 processes on 127.0.0.1 with gloo on CPU.
 
-Equivalence with one process, resume, rank-0-only outputs, and bounded exits with the failing rank
-named when a peer dies or never joins.
+Equivalence with one process, resume, rank-0-only outputs, bounded exits with the failing rank
+named when a peer dies, freezes or never joins, and one `error:` line (no Python traceback, no C++
+stack) for every failure and every bad command line.
 """
+import datetime
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -21,13 +25,15 @@ import train
 import train_dist
 from lib.train_log import read_metrics
 from lib.utils.distributed import (Launch, all_reduce_mean, any_rank, broadcast_module, failure_message,
-                                   launch_from, pick_device, split_iter_size)
+                                   launch_from, lost_ranks, pick_device, split_iter_size)
 
 REPO = Path(__file__).resolve().parents[1]
 # 64-pixel blobs, 4 images per SGD step, one log line per step.
 TINY = ["--init", "none", "--device", "cpu", "--workers", "0", "--set", "TRAIN.SCALES", "[64]",
         "--set", "TRAIN.ITER_SIZE", "4", "--set", "TRAIN.DISPLAY", "1"]
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+# Without TORCH_CPP_LOG_LEVEL, which `import train_dist` sets in this process: train_dist.py must set it itself.
+ENV = {**{k: v for k, v in os.environ.items() if k != "TORCH_CPP_LOG_LEVEL"}, "OMP_NUM_THREADS": "1",
+       "PYTHONUNBUFFERED": "1"}
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +78,15 @@ def run_ranks(args, world_size, out_dir, timeout=120):
 
 def read(path):
     return Path(path).read_text()
+
+
+def error_line(err):
+    """The single `error:` line of the stderr text `err`, checked free of Python tracebacks and C++ stacks."""
+    for noise in ("Traceback", "frame #", "Exception raised from"):
+        assert noise not in err, err[-3000:]
+    lines = [line for line in re.split(r"[\r\n]", err) if "error:" in line]
+    assert len(lines) == 1, err[-3000:]
+    return lines[0]
 
 
 # --- exactness, resume, rank-0 outputs ---------------------------------------------------------------
@@ -138,12 +153,14 @@ def test_a_nan_loss_stops_every_rank(wider, tmp_path):
 # --- faults --------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("killed, sig, timeout", [(1, signal.SIGKILL, 10), (0, signal.SIGKILL, 10),
-                                                  (1, signal.SIGSTOP, 6)])
+                                                  (1, signal.SIGSTOP, 3)])
 def test_a_dead_peer_ends_the_others_with_its_rank_named(wider, tmp_path, killed, sig, timeout):
     """Kill (or freeze) one rank during training: the other exits (code 4) in bounded time naming it.
 
     A dead peer is noticed at once (gloo: connection closed), a frozen one after --timeout; the
-    survivor then waits up to 5 s for the others to answer before naming the silent ones.
+    survivor then waits up to 5 s for the others to answer before naming the silent ones. Its
+    stderr holds that one line: the C++ warnings of the c10d store client (each with a stack trace)
+    are off (train_dist.py sets TORCH_CPP_LOG_LEVEL).
     """
     args = ["--data", str(wider), *TINY, "--iters", "1000", "--out", str(tmp_path), "--timeout", str(timeout)]
     procs = start_ranks(args, [0, 1], 2, free_port(), tmp_path)
@@ -164,7 +181,7 @@ def test_a_dead_peer_ends_the_others_with_its_rank_named(wider, tmp_path, killed
     assert code == train_dist.PEER_FAILURE_EXIT, err
     assert elapsed < (timeout if sig == signal.SIGKILL else timeout + 5 + 10), elapsed
     lost = "lost rank 1 while" if killed == 1 else "lost rank 0 (the master: its rendezvous store is gone) while"
-    assert f"error: rank {survivor}: {lost}" in err
+    assert error_line(err).startswith(f"error: rank {survivor}: {lost}")
     if killed == 1:  # rank 0 keeps the weights of the last completed step
         out = read(tmp_path / "rank0.out")
         snapshot = max(tmp_path.glob("SSH_iter_*.pth"), key=lambda p: int(p.stem.split("_")[-1]))
@@ -183,8 +200,106 @@ def test_a_peer_that_never_joins_is_named(wider, tmp_path):
     codes = wait_all({**lonely_master, **lonely_worker}, 60)
     assert time.monotonic() - started < 30
     assert codes == {0: train_dist.PEER_FAILURE_EXIT, 1: train_dist.PEER_FAILURE_EXIT}
-    assert "error: rank 0: rank 1 of 2 did not join at 127.0.0.1:" in read(tmp_path / "rank0.err")
-    assert "error: rank 1: no master (rank 0) at 127.0.0.1:" in read(tmp_path / "rank1.err")
+    assert error_line(read(tmp_path / "rank0.err")).startswith("error: rank 0: rank 1 of 2 did not join at 127.0.0.1:")
+    assert error_line(read(tmp_path / "rank1.err")).startswith("error: rank 1: no master (rank 0) at 127.0.0.1:")
+
+
+def test_lost_ranks_gives_up_on_a_frozen_master():
+    """The store of a master stopped by SIGSTOP never replies: lost_ranks answers None after 2 x wait, not never."""
+    port = free_port()
+    master = subprocess.Popen(
+        [sys.executable, "-c", "import datetime, time; import torch.distributed as dist; "
+         f"store = dist.TCPStore('127.0.0.1', {port}, 2, True, datetime.timedelta(seconds=30), "
+         "wait_for_workers=False); print('up', flush=True); time.sleep(60)"],
+        env=ENV, stdout=subprocess.PIPE, text=True)
+    try:
+        assert master.stdout.readline() == "up\n"
+        store = dist.TCPStore("127.0.0.1", port, 2, False, datetime.timedelta(seconds=10), wait_for_workers=False)
+        assert lost_ranks(store, 1, 2, 0.5) == [0]  # the store answers; rank 0 never says it is alive
+        master.send_signal(signal.SIGSTOP)
+        started = time.monotonic()
+        assert lost_ranks(store, 1, 2, 0.5) is None
+        assert time.monotonic() - started < 3
+        master.send_signal(signal.SIGCONT)  # the stuck question ends quietly, not with a C++ warning at kill
+        deadline = time.monotonic() + 5
+        while any(t.name == "lost_ranks" for t in threading.enumerate()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        master.kill()
+        master.wait()
+
+
+# --- bad command lines ---------------------------------------------------------------------------------
+
+def busy_port():
+    """A socket listening on a free port of 127.0.0.1: the port of another program."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen()
+    return s
+
+
+NO_CUDA = not torch.cuda.is_available()
+# (name, arguments ({busy}: a port in use), the error's message); each exits with code 2
+BAD_RUNS = [
+    ("rank-without-world-size", ["--rank", "0"], "error: --rank and --world_size go together"),
+    ("rank-out-of-range", ["--rank", "2", "--world_size", "2"], "error: --rank 2 is not in [0, --world_size 2)"),
+    ("world-size-0", ["--rank", "0", "--world_size", "0"], "argument --world_size: must be at least 1, got 0"),
+    ("port-in-use", ["--rank", "0", "--world_size", "2", "--device", "cpu", "--master_port", "{busy}"],
+     "error: rank 0: --master_port {busy} is in use by another program on this machine"),
+    ("unknown-device", ["--rank", "0", "--world_size", "1", "--device", "gpu"], "error: unknown device 'gpu'"),
+    ("gpu-beyond-count", ["--rank", "0", "--world_size", "1", "--gpu", "99"],
+     "error: --gpu 99: no CUDA GPU is available here" if NO_CUDA else "error: --gpu 99: this machine has"),
+    ("no-torchrun-environment", [], "error: give --rank and --world_size, or run under torchrun"),
+] + ([("cuda-without-gpu", ["--rank", "0", "--world_size", "1", "--device", "cuda"],
+       "error: device 'cuda': no CUDA GPU is available here")] if NO_CUDA else [])
+
+
+@pytest.fixture(scope="module")
+def bad_runs(wider, tmp_path_factory):
+    """{name: (exit code, stderr)} of train_dist.py on each command line of BAD_RUNS, all run at once."""
+    out = tmp_path_factory.mktemp("bad_runs")
+    env = {k: v for k, v in ENV.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    with busy_port() as busy:
+        port = str(busy.getsockname()[1])
+        procs = {name: subprocess.Popen(
+            [sys.executable, "train_dist.py", "--data", str(wider), "--init", "none", "--workers", "0",
+             "--iters", "1", "--out", str(out / name), "--timeout", "3",
+             *[a.replace("{busy}", port) for a in args]],
+            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            for name, args, _ in BAD_RUNS}
+        try:
+            errs = {name: p.communicate(timeout=60)[1] for name, p in procs.items()}
+        finally:
+            for p in procs.values():
+                p.kill()
+                p.stderr.close()
+    return {"busy": port, **{name: (procs[name].returncode, err) for name, err in errs.items()}}
+
+
+@pytest.mark.parametrize("name, message", [(n, m) for n, _, m in BAD_RUNS], ids=[r[0] for r in BAD_RUNS])
+def test_a_bad_command_line_ends_with_one_error_line(bad_runs, name, message):
+    """Bad input: exit code 2 and one `error:` line naming the value, before any training or waiting."""
+    got, err = bad_runs[name]
+    assert got == train_dist.BAD_INPUT_EXIT, err[-3000:]
+    assert message.replace("{busy}", bad_runs["busy"]) in error_line(err)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--master_port", "70000"], "argument --master_port: must be a TCP port, 1 .. 65535, got 70000"),
+    (["--timeout", "0"], "argument --timeout: must be a positive number of seconds, got 0"),
+    (["--gpu", "-1"], "argument --gpu: must be at least 0, got -1"),
+    (["--device", "cpu", "--gpu", "0"], "error: --gpu 0 needs a CUDA device, but --device is cpu"),
+])
+def test_a_bad_option_value_ends_with_one_error_line(wider, tmp_path, capsys, args, message):
+    """Values refused by the parser or by pick_device, in this process: exit code 2 and one `error:` line."""
+    try:
+        code = train_dist.main(["--data", str(wider), "--init", "none", "--out", str(tmp_path),
+                                "--rank", "0", "--world_size", "1", *args])
+    except SystemExit as e:
+        code = e.code
+    assert code == 2
+    assert message in error_line(capsys.readouterr().err)
 
 
 # --- the helpers ---------------------------------------------------------------------------------------
@@ -226,15 +341,62 @@ def test_launch_from_flags_or_torchrun_environment():
         launch_from(0, None, "127.0.0.1", 29500, environ=env)
     with pytest.raises(ValueError, match=r"--rank 2 is not in \[0, --world_size 2\)"):
         launch_from(2, 2, "127.0.0.1", 29500, environ={})
+    with pytest.raises(ValueError, match="--world_size 0 must be at least 1"):
+        launch_from(0, 0, "127.0.0.1", 29500, environ={})
     with pytest.raises(ValueError, match="run under torchrun"):
         launch_from(None, None, "127.0.0.1", 29500, environ={"RANK": "0"})
+    with pytest.raises(ValueError, match="environment variable RANK='x' is not a whole number"):
+        launch_from(None, None, "127.0.0.1", 29500, environ={**env, "RANK": "x"})
 
 
-def test_pick_device_on_cpu():
+@pytest.fixture
+def gpus(monkeypatch):
+    """Pretend this machine has `gpus(n)` CUDA GPUs (0: none); returns the devices made current."""
+    current = []
+
+    def have(count):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: count > 0)
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
+        monkeypatch.setattr(torch.cuda, "set_device", current.append)
+        return current
+    return have
+
+
+def test_pick_device_without_cuda(gpus):
+    current = gpus(0)
     launch = Launch(0, 2, None, ("127.0.0.1", 29500))
     assert pick_device("cpu", None, launch) == torch.device("cpu")
-    with pytest.raises(ValueError, match="--gpu needs --device cuda"):
+    assert pick_device(None, None, launch) == torch.device("cpu")  # the default: no GPU here
+    with pytest.raises(ValueError, match="^--gpu 0: no CUDA GPU is available here"):
+        pick_device(None, 0, launch)
+    with pytest.raises(ValueError, match="^--gpu 1 needs a CUDA device, but --device is cpu$"):
         pick_device("cpu", 1, launch)
+    with pytest.raises(ValueError, match="^device 'cuda': no CUDA GPU is available here"):
+        pick_device("cuda", None, launch)
+    with pytest.raises(ValueError, match="^unknown device 'gpu'"):
+        pick_device("gpu", None, launch)
+    assert current == []
+
+
+def test_pick_device_with_two_gpus(gpus):
+    current = gpus(2)
+    flags, torchrun = Launch(3, 4, None, ("127.0.0.1", 29500)), Launch(3, 4, 1, None)
+    assert pick_device(None, 1, flags) == torch.device("cuda", 1)  # --gpu implies CUDA
+    assert pick_device("cuda", 1, flags) == torch.device("cuda", 1)
+    assert pick_device("cuda:1", 1, flags) == torch.device("cuda", 1)
+    assert pick_device(None, None, flags) == torch.device("cuda", 1)  # rank 3 modulo 2 GPUs
+    assert pick_device("cuda", None, torchrun) == torch.device("cuda", 1)  # LOCAL_RANK
+    assert pick_device("cuda:0", None, torchrun) == torch.device("cuda", 0)
+    assert pick_device("cpu", None, flags) == torch.device("cpu")
+    assert current == [torch.device("cuda", 1)] * 5 + [torch.device("cuda", 0)]
+    with pytest.raises(ValueError, match=r"^--gpu 2: this machine has 2 CUDA GPU\(s\), 0 \.\. 1$"):
+        pick_device(None, 2, flags)
+    with pytest.raises(ValueError, match="^--device cuda:0 and --gpu 1 name different GPUs$"):
+        pick_device("cuda:0", 1, flags)
+    with pytest.raises(ValueError, match="^--gpu 0 needs a CUDA device, but --device is cpu$"):
+        pick_device("cpu", 0, flags)
+    with pytest.raises(ValueError, match=r"^LOCAL_RANK 2 has no GPU: this machine has 2 CUDA GPU\(s\)"):
+        pick_device(None, None, Launch(2, 4, 2, None))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -258,3 +420,16 @@ def test_unknown_train_option_is_refused(capsys):
     with pytest.raises(SystemExit):
         train_dist.parse_args(["--rank", "0", "--world_size", "1", "--bogus"])
     assert "--bogus" in capsys.readouterr().err
+
+
+def test_an_unresolvable_master_is_one_sentence(monkeypatch):
+    """The resolver's failure (patched here: the tests send nothing beyond 127.0.0.1) names --master_ip."""
+    from lib.utils import distributed
+
+    def no_such_host(host, *args, **kwargs):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(distributed.socket, "getaddrinfo", no_such_host)
+    with pytest.raises(ValueError, match=r"^--master_ip no.such.host does not resolve to an address "
+                                         r"\(Name or service not known\)$"):
+        distributed.init_distributed(Launch(1, 2, None, ("no.such.host", 29500)), torch.device("cpu"), 3)
