@@ -13,6 +13,7 @@ and "scale" (float32 scalar, blob size / original size); output "detections" (N 
 y1, x2, y2, score in original-image pixels, score-descending). Single-scale test only: the pyramid
 test pools several blobs and is left to `Detector`.
 """
+import warnings
 from pathlib import Path
 
 import torch
@@ -82,7 +83,9 @@ def export_onnx_detector(net, path, test_cfg, example_hw=EXPORT_HW):
     graph = DetectionGraph(net, test_cfg.NMS_THRESH, test_cfg.N_DETS_PER_MODULE, test_cfg.ANCHOR_MIN_SIZE).eval()
     example = (torch.zeros(1, 3, *example_hw, device=device), torch.tensor(1.0, device=device))
     height, width = torch.export.Dim("height"), torch.export.Dim("width")
-    with atomic_path(path) as tmp:
+    with atomic_path(path) as tmp, warnings.catch_warnings():
+        # torch's own exporter calls a deprecated function of torch (the data-dependent NMS size).
+        warnings.filterwarnings("ignore", message="`create_unbacked_symint` is deprecated")
         torch.onnx.export(graph, example, str(tmp), dynamo=True, opset_version=OPSET,
                           input_names=list(INPUT_NAMES), output_names=[OUTPUT_NAME],
                           dynamic_shapes={"images": {2: height, 3: width}, "scale": None},
