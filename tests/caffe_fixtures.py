@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-REFERENCE = Path(__file__).resolve().parents[1] / ".." / "shared" / "reference"
+from shared import REFERENCE  # noqa: F401  (the tests import it from here)
 _TOKEN = re.compile(r"""\s+|#[^\n]*|(?P<tok>"[^"]*"|'[^']*'|[{}:]|[^\s{}:#]+)""")
 
 

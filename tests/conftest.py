@@ -1,8 +1,34 @@
-"""Shared fixtures: the device tests run on (SSH_TEST_DEVICE=cuda in `make gpu-check`)."""
+"""Shared fixtures: the device tests run on (SSH_TEST_DEVICE=cuda in `make gpu-check`); the
+../shared checks (tests/shared.py): skipped loudly without it, failed under SSH_REQUIRE_SHARED=1."""
 import os
 
 import pytest
 import torch
+
+from shared import SKIP_PREFIX, require
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "needs_shared(*paths): the test reads these files under ../shared")
+
+
+def pytest_runtest_setup(item):
+    for mark in item.iter_markers("needs_shared"):
+        require(*mark.args)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """A banner naming every ../shared check that was skipped, so a green run cannot hide them."""
+    skipped = [r for r in terminalreporter.stats.get("skipped", [])
+               if isinstance(r.longrepr, tuple) and r.longrepr[2].startswith(f"Skipped: {SKIP_PREFIX}")]
+    if not skipped:
+        return
+    write = terminalreporter.write_line
+    write("")
+    write(f"!!! {len(skipped)} exactness check(s) did NOT run: ../shared (official prototxts, WIDER files, "
+          "the official tool's numbers) is absent. Their passes prove nothing here:", red=True, bold=True)
+    for report in skipped:
+        write(f"!!!   {report.nodeid}: {report.longrepr[2].removeprefix('Skipped: ')}", red=True)
 
 
 @pytest.fixture(scope="session")

@@ -8,12 +8,12 @@ import pytest
 import eval as eval_script
 from lib.evaluation.read_pred import read_pred_file
 from lib.evaluation.run import run_detection, val_images
+from shared import DATA, needs_shared, require
 
-SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
-MINI = SHARED / "mini_wider"
-GT_DIR = SHARED / "wider_eval_gt"
+MINI = DATA / "mini_wider"
+GT_DIR = DATA / "wider_eval_gt"
 
-pytestmark = pytest.mark.skipif(not MINI.is_dir(), reason=f"mini WIDER not available at {MINI}")
+pytestmark = needs_shared(MINI)
 
 
 class FakeDetector:
@@ -87,8 +87,7 @@ def test_missing_images_fail_before_detecting(mini, tmp_path):
 @pytest.fixture
 def fake_eval(monkeypatch, tmp_path):
     """(eval.py arguments, run folder) of a detection-mode run with a fake detector, in tmp_path."""
-    if not GT_DIR.is_dir():
-        pytest.skip(f"official ground truth not available at {GT_DIR}")
+    require(GT_DIR)
     import model.detector
 
     class Built:
@@ -116,8 +115,7 @@ def test_eval_script_detection_mode(fake_eval, capsys):
 
 
 def test_eval_script_missing_model_exits_2(tmp_path, capsys):
-    if not GT_DIR.is_dir():
-        pytest.skip(f"official ground truth not available at {GT_DIR}")
+    require(GT_DIR)
     argv = ["--model", str(tmp_path / "none.caffemodel"), "--data", str(MINI), "--gt", str(GT_DIR)]
     assert eval_script.main(argv) == 2
     assert capsys.readouterr().err == f"eval.py: error: model file not found: {tmp_path / 'none.caffemodel'}\n"

@@ -1,31 +1,28 @@
 """A real detector's 3,226 WIDER val prediction files against the official MATLAB tool's AP."""
 import json
 import tarfile
-from pathlib import Path
 
 import pytest
 
 import eval as eval_script
 from lib.evaluation import load_ground_truth, wider_eval
+from shared import DATA, require
 
-SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
-GT_DIR = SHARED / "wider_eval_gt"
-ARCHIVE = SHARED / "wider_val_predictions" / "yolov7face_val_txt.tar.gz"
+GT_DIR = DATA / "wider_eval_gt"
+ARCHIVE = DATA / "wider_val_predictions" / "yolov7face_val_txt.tar.gz"
 # wider_eval.m under GNU Octave 7.3 (shared/data/README.md).
 OFFICIAL = {"easy": 0.93243941106335027, "medium": 0.91291006177467748, "hard": 0.8297385224210827}
 
 
 @pytest.fixture(scope="module")
 def gt():
-    if not GT_DIR.is_dir():
-        pytest.skip(f"official ground truth not available at {GT_DIR}")
+    require(GT_DIR)
     return load_ground_truth(GT_DIR)
 
 
 @pytest.fixture(scope="module")
 def predictions(tmp_path_factory):
-    if not ARCHIVE.is_file():
-        pytest.skip(f"real predictions archive not available at {ARCHIVE}")
+    require(ARCHIVE)
     out = tmp_path_factory.mktemp("predictions")
     with tarfile.open(ARCHIVE) as tar:
         tar.extractall(out, filter="data")

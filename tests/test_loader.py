@@ -9,8 +9,9 @@ import torch
 from lib.datasets.loader import EpochSampler, TrainDataset, make_loader, raise_item_errors
 from lib.datasets.roidb import RoidbEntry, append_flipped, training_roidb
 from lib.image_io import ImageError
+from shared import DATA, needs_shared
 
-MINI = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mini_wider"
+MINI = DATA / "mini_wider"
 MEANS = [[[102.9801, 115.9465, 122.7717]]]
 
 
@@ -128,7 +129,7 @@ def test_a_worker_error_reaches_the_trainer_as_one_line(tmp_path):
     assert str(raised.value) == f"{bad}: empty file (0 bytes)"
 
 
-@pytest.mark.skipif(not MINI.is_dir(), reason="../shared/data/mini_wider absent")
+@needs_shared(MINI)
 def test_mini_wider_blobs_and_flipped_faces():
     roidb = training_roidb(MINI, "train")
     ds = TrainDataset(roidb, 300, 500, MEANS)

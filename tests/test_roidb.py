@@ -9,8 +9,9 @@ import pytest
 
 from lib.datasets.roidb import append_flipped, filter_empty, flip_boxes, gt_roidb, training_roidb
 from lib.image_io import ImageError
+from shared import DATA, needs_shared
 
-MINI = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mini_wider"
+MINI = DATA / "mini_wider"
 ZEROS = "0 0 0 0 0 0 0 0 0 0 \n"
 
 
@@ -89,7 +90,7 @@ def test_unreadable_image_header_names_its_path(tmp_path, damage):
         gt_roidb(tmp_path, "train")
 
 
-@pytest.mark.skipif(not MINI.is_dir(), reason="../shared/data/mini_wider absent")
+@needs_shared(MINI)
 def test_mini_wider_roidb():
     roidb = training_roidb(MINI, "train")
     assert len(roidb) == 32

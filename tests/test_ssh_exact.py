@@ -13,9 +13,10 @@ from caffe_fixtures import REFERENCE, blob_shapes, prototxt_layers, random_weigh
 from model import SSH
 from model.caffemodel import write_caffemodel
 from model.vgg16 import LAYER_NAMES as VGG_LAYERS
+from shared import needs_shared
 
 HEADS_PROTOTXT = REFERENCE / "ssh_heads.prototxt"
-pytestmark = pytest.mark.skipif(not HEADS_PROTOTXT.is_file(), reason=f"official prototxts not found under {REFERENCE}")
+pytestmark = needs_shared(HEADS_PROTOTXT)
 OUTPUTS = [(m, i, f"{m}@ssh_{head}_output")
            for m in ("m1", "m2", "m3") for i, head in enumerate(("cls_score", "bbox_pred"))]
 

@@ -10,9 +10,9 @@ import torch.nn.functional as F
 from caffe_fixtures import REFERENCE, blob_shapes, parse_prototxt, prototxt_layers
 from model import SSH
 from model.ssh import CAFFE_LAYERS
+from shared import needs_shared
 
-needs_reference = pytest.mark.skipif(not (REFERENCE / "train_ssh.prototxt").is_file(),
-                                     reason=f"official prototxts not found under {REFERENCE}")
+needs_reference = needs_shared(REFERENCE / "train_ssh.prototxt")
 HEADS = [(m, i) for m in ("m1", "m2", "m3") for i in (0, 1)]
 
 

@@ -1,12 +1,11 @@
 """WIDER annotation parsing and the official box rule (SSH_SPEC.md section 4.2)."""
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from lib.datasets.wider import annotation_file, matlab_round, read_annotations, wider_boxes
+from shared import DATA, needs_shared
 
-SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 ATTRS = " 0 0 0 0 0 0 "
 
 
@@ -109,7 +108,7 @@ def test_trailing_blank_lines_and_empty_file(tmp_path):
     assert only_empty[0].boxes.shape == (0, 4)
 
 
-@pytest.mark.skipif(not (SHARED / "wider_face_split").is_dir(), reason="../shared/data/wider_face_split absent")
+@needs_shared(DATA / "wider_face_split")
 @pytest.mark.parametrize("split, n_images, n_boxes, empty", [
     ("train", 12880, 159420, {"0--Parade/0_Parade_Parade_0_452.jpg",
                               "2--Demonstration/2_Demonstration_Political_Rally_2_444.jpg",
@@ -118,7 +117,7 @@ def test_trailing_blank_lines_and_empty_file(tmp_path):
     ("val", 3226, 39708, set()),
 ])
 def test_official_annotation_files(split, n_images, n_boxes, empty):
-    images = read_annotations(annotation_file(SHARED, split))
+    images = read_annotations(annotation_file(DATA, split))
     assert len(images) == n_images
     assert sum(len(im.boxes) for im in images) == n_boxes
     assert {im.name for im in images if len(im.boxes) == 0} == empty
