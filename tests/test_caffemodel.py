@@ -1,6 +1,5 @@
 """model/caffemodel.py against hand-encoded protobuf bytes (key bytes from SSH_SPEC.md §7 / caffe.proto)."""
 import os
-import time
 import tracemalloc
 
 import numpy as np
@@ -220,7 +219,6 @@ def test_fuzz_truncations_and_flips():
     rng = np.random.default_rng(1234)
     sources = [ld(b"\x0a", b"SSH") + CURRENT + layer("fc", "InnerProduct", blob((3, 4), range(12))), LEGACY]
     outcomes = {"loaded": 0, "ValueError": 0}
-    start = time.perf_counter()
     for i in range(3000):
         data = bytearray(sources[i % 2])
         kind = rng.integers(3)
@@ -237,7 +235,6 @@ def test_fuzz_truncations_and_flips():
             outcomes["loaded"] += 1
         except ValueError:
             outcomes["ValueError"] += 1
-    assert time.perf_counter() - start < 10
     assert min(outcomes.values()) > 50, outcomes
 
 
