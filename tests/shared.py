@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
+# SSH_SHARED points elsewhere, e.g. for a scratch copy of the repository (tests/mutants.py).
+SHARED = Path(os.environ.get("SSH_SHARED", ROOT.parent / "shared"))
 DATA = SHARED / "data"
 REFERENCE = SHARED / "reference"
 SKIP_PREFIX = "needs ../shared"
@@ -22,7 +23,7 @@ def require(*paths):
     missing = [p for p in paths if not Path(p).exists()]
     if not missing:
         return
-    where = ", ".join(str(Path(p).relative_to(ROOT.parent)) if ROOT.parent in Path(p).parents else str(p)
+    where = ", ".join(str(Path(p).relative_to(SHARED.parent)) if SHARED.parent in Path(p).parents else str(p)
                       for p in missing)
     if os.environ.get("SSH_REQUIRE_SHARED") == "1":
         pytest.fail(f"{where} is missing and SSH_REQUIRE_SHARED=1: this exactness check must run", pytrace=False)
