@@ -1,4 +1,4 @@
-"""Train SSH on WIDER FACE (official SSH/train.py + main_train.py; SSH_SPEC.md section 4).
+"""Train SSH on WIDER FACE (official SSH/train.py + main_train.py; docs/training.md §4).
 
     python3 train.py                                      # the official run (21k iterations, VGG16 init)
     python3 train.py --cfg configs/wider.yml --device cuda --amp

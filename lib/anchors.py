@@ -1,7 +1,7 @@
 """Anchors of the three SSH detection modules (py-faster-rcnn generate_anchors.py + the shift grid).
 
 Boxes are (x1, y1, x2, y2) with inclusive corners (+1 widths). Anchors over a feature map are
-enumerated in (y, x, a) order, a fastest: k = (y * W + x) * A + a (SSH_SPEC.md section 2).
+enumerated in (y, x, a) order, a fastest: k = (y * W + x) * A + a (docs/anchors.md §2.4).
 """
 import functools
 from collections import namedtuple

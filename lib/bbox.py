@@ -1,7 +1,7 @@
 """Box arithmetic in the py-faster-rcnn "+1" convention (bbox_transform.py, cython_bbox.pyx).
 
 Boxes are float tensors (..., 4) of (x1, y1, x2, y2) with inclusive corners: width = x2 - x1 + 1.
-Deltas are (dx, dy, dw, dh) without mean/std normalisation (SSH_SPEC.md sections 3 and 5).
+Deltas are (dx, dy, dw, dh) without mean/std normalisation (docs/training.md §3.5, docs/inference.md §5.1).
 """
 import math
 

@@ -1,4 +1,4 @@
-"""Test-time per-module proposals (SSH/layers/proposal_layer.py, TEST phase; SSH_SPEC.md section 5.1).
+"""Test-time per-module proposals (SSH/layers/proposal_layer.py, TEST phase; docs/inference.md §5.1).
 
 Turns one image's raw head outputs of one module into at most `top_n` scored boxes on the blob:
 decode every anchor with its deltas, clip to the blob, drop boxes under the minimum size, keep the

@@ -1,7 +1,7 @@
 """Anchor labels, regression targets and loss weights of one SSH module (SSH/layers/anchor_target_layer.py).
 
 Boxes are (x1, y1, x2, y2) with inclusive corners (+1 widths); anchors and all outputs are in the
-(y, x, a) order of lib/anchors.py. Labels: 1 face, 0 background, -1 ignored (SSH_SPEC.md section 3).
+(y, x, a) order of lib/anchors.py. Labels: 1 face, 0 background, -1 ignored (docs/training.md §3).
 """
 from typing import NamedTuple
 
@@ -78,7 +78,7 @@ def _keep_top(mask, score, k_max, k):
     """Bool mask of the at most k entries of `mask` with the largest `score`; k_max >= k bounds topk.
 
     k may be a 0-d tensor (no host sync). topk breaks ties arbitrarily; the official layer uses an
-    unstable numpy argsort, and equal float probabilities are rare enough not to matter (spec section 10).
+    unstable numpy argsort, and equal float probabilities are rare enough not to matter (docs/decisions.md §8.2).
     """
     n = min(k_max, mask.numel())
     idx = torch.where(mask, score, float("-inf")).topk(n).indices

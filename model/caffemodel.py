@@ -1,4 +1,4 @@
-"""Caffe `.caffemodel` files without Caffe: a protobuf wire-format reader and writer (SSH_SPEC.md §7).
+"""Caffe `.caffemodel` files without Caffe: a protobuf wire-format reader and writer (docs/caffemodel.md §7).
 
 A caffemodel is one serialized `caffe.NetParameter` (BVLC/caffe src/caffe/proto/caffe.proto).
 Only the fields needed to get weights by layer name are decoded:

@@ -2,7 +2,7 @@
 
 Mirrors SSH/test.py of the official code (im_detect / test_net): single-scale test with
 TEST.SCALES[0] / TEST.MAX_SIZE, or the pyramid test when TEST.SCALES holds several sizes
-(SSH_SPEC.md sections 5.2 and 5.3). Detections are (N, 5) rows x1, y1, x2, y2, score in the
+(docs/inference.md §5.2, §5.3). Detections are (N, 5) rows x1, y1, x2, y2, score in the
 original image's pixels (inclusive corners), score-descending.
 """
 from contextlib import nullcontext

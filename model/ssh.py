@@ -1,4 +1,4 @@
-"""The SSH network up to its raw heads (SSH/models/test_ssh.prototxt; SSH_SPEC.md section 1).
+"""The SSH network up to its raw heads (SSH/models/test_ssh.prototxt; docs/network.md §1).
 
 VGG-16 conv1_1 .. conv5_3, then three detection modules: M1 on the conv4/conv5 fusion (stride 8),
 M2 on conv5_3 (stride 16), M3 on pool6 (stride 32). Layer names, learning-rate and weight-decay
