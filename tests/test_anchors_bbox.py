@@ -57,8 +57,14 @@ def test_encode_decode_by_hand():
 
 
 def test_decode_never_overflows():
-    boxes = decode(torch.tensor([[0.0, 0, 15, 15]]), torch.tensor([[0.0, 0, 1e4, 1e4]]))
+    # exp(1e4) overflows float32; the clamped box is still finite, far larger than any image, centred on
+    # the anchor centre (8, 8), and clips to the whole image. exp(-1e4) = 0 collapses to the centre.
+    boxes = decode(torch.tensor([[0.0, 0, 15, 15]] * 2), torch.tensor([[0.0, 0, 1e4, 1e4], [0.0, 0, -1e4, -1e4]]))
     assert torch.isfinite(boxes).all()
+    x1, y1, x2, y2 = boxes[0].tolist()
+    assert x2 - x1 > 1e6 and y2 - y1 > 1e6
+    assert abs((x1 + x2) / 2 - 8) <= 1e-6 * (x2 - x1) and abs((y1 + y2) / 2 - 8) <= 1e-6 * (y2 - y1)
+    assert clip_boxes(boxes, 480, 640).tolist() == [[0, 0, 639, 479], [8, 8, 8, 8]]
 
 
 def test_clip_and_min_size():

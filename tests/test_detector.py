@@ -1,11 +1,13 @@
 """Detector: decoding of hand-built heads, thresholds, NMS across modules, pyramid levels, inputs."""
 import math
 
+import cv2
 import numpy as np
 import pytest
 import torch
 
 from lib.config import get_config
+from lib.heads import face_probs
 from model.detector import Detector, as_bgr
 
 
@@ -16,7 +18,7 @@ def make_detector(device, **test_overrides):
 
 
 def low_heads(device, blob_hw=(16, 24)):
-    """Heads of a 16 x 24 blob (m1 2x3, m2 1x2, m3 1x1) with every face logit at -10, zero deltas."""
+    """Heads of a blob_hw blob (16 x 24: m1 2x3, m2 1x2, m3 1x1) with every face logit at -10, zero deltas."""
     heads = {}
     for m, stride in (("m1", 8), ("m2", 16), ("m3", 32)):
         h, w = math.ceil(blob_hw[0] / stride), math.ceil(blob_hw[1] / stride)
@@ -37,13 +39,39 @@ def test_decode_one_anchor_by_hand(device):
     assert dets[0, 4].item() == pytest.approx(1 / (1 + math.exp(-2)))
 
 
-def test_score_threshold_is_strict(device):
-    heads = low_heads(device)
-    logit = math.log(0.05 / 0.95)  # face probability exactly 0.05 (to float32 rounding)
-    heads["m3"][0][0, 2, 0, 0] = logit
-    heads["m3"][0][0, 3, 0, 0] = logit + 1e-3
-    dets = make_detector(device).postprocess(heads, 1.0, (16, 24)).cpu()
-    assert len(dets) == 1 and dets[0, 4] > 0.05
+def test_score_threshold_is_strict():
+    """select keeps score > 0.05: a score equal to float32(0.05) goes, the next float32 up stays."""
+    at = np.float32(0.05)
+    above, below = np.nextafter(at, np.float32(1)), np.nextafter(at, np.float32(0))
+    boxes = torch.tensor([[0.0, 0, 9, 9], [20.0, 0, 29, 9], [40.0, 0, 49, 9]])  # disjoint: NMS keeps all
+    dets = make_detector("cpu").select(boxes, torch.tensor([at, above, below]))
+    assert dets.tolist() == [[20, 0, 29, 9, float(above)]]
+
+
+def test_score_threshold_is_strict_on_decoded_heads():
+    heads = low_heads("cpu")
+    logit = np.float32(math.log(0.05 / 0.95))  # softmax([0, logit])[1] is float32(0.05) exactly
+    assert face_probs(torch.tensor([[[[0.0]], [[logit]]]]))[0, 0].item() == float(np.float32(0.05))
+    heads["m1"][0][0, 2, 0, 0] = float(logit)  # a = 0 at (0, 0): (0, 0, 16, 16) -> clipped (0, 0, 16, 15)
+    # one float32 step up (probability 0.050000016) at a = 0, (0, 2): (16, 0, 23, 15); the two boxes
+    # share one pixel column, IoU 16 / (272 + 128 - 16) = 0.04 < 0.3, so NMS would keep both
+    heads["m1"][0][0, 2, 0, 2] = float(np.nextafter(logit, np.float32(0)))
+    dets = make_detector("cpu").postprocess(heads, 1.0, (16, 24))
+    assert dets[:, :4].tolist() == [[16, 0, 23, 15]] and dets[0, 4].item() > 0.05
+
+
+def test_decode_unclipped_box_with_deltas_by_hand(device):
+    heads = low_heads(device, (64, 64))  # m1 8 x 8, m2 4 x 4, m3 2 x 2
+    heads["m1"][0][0, 3, 3, 2] = 2.0  # face logit of anchor a = 1 at (y = 3, x = 2)
+    heads["m1"][1][0, 4:8, 3, 2] = torch.tensor([0.25, -0.125, math.log(0.5), math.log(0.75)])
+    dets = make_detector(device).postprocess(heads, 0.5, (64, 64)).cpu()
+    # anchor (-8, -8, 23, 23) + (16, 24) = (8, 16, 39, 47): +1 widths w = h = 32, centre
+    # (8 + 16, 16 + 16) = (24, 32); new centre (24 + 0.25 * 32, 32 - 0.125 * 32) = (32, 28),
+    # size (0.5 * 32, 0.75 * 32) = (16, 24); box (32 - 8, 28 - 12, 32 + 8, 28 + 12) = (24, 16, 40, 40)
+    # (no -1 on x2, y2), inside the 64 x 64 blob; divided by the scale 0.5.
+    assert dets.shape == (1, 5)
+    assert dets[0, :4].tolist() == pytest.approx([48, 32, 80, 80], abs=1e-4)
+    assert dets[0, 4].item() == pytest.approx(1 / (1 + math.exp(-2)))
 
 
 def test_nms_runs_across_modules(device):
@@ -53,7 +81,8 @@ def test_nms_runs_across_modules(device):
     heads["m3"][0][0, 2, 0, 0] = 0.5   # same clipped box as m2, score 0.622
     det = make_detector(device)
     # IoU(m1, m2) = 16 * 16 / (24 * 16) = 0.667 > 0.3: only the m1 box survives
-    assert det.postprocess(heads, 1.0, (16, 24)).shape[0] == 1
+    dets = det.postprocess(heads, 1.0, (16, 24)).cpu()
+    assert dets[:, :4].tolist() == [[8, 0, 23, 15]] and dets[:, 4].tolist() == pytest.approx([0.8808], abs=1e-4)
     det.cfg.NMS_THRESH = 0.7  # m2 survives m1 (0.667), m3 equals m2 (IoU 1) and goes
     dets = det.postprocess(heads, 1.0, (16, 24)).cpu()
     assert dets[:, 4].tolist() == pytest.approx([0.8808, 0.7311], abs=1e-4)
@@ -112,3 +141,110 @@ def test_detect_any_image_size_and_kind(device, shape):
     assert np.isfinite(dets).all() and (dets[:, 4] > 0.05).all()
     assert (dets[:, :2] >= 0).all() and (dets[:, 2] <= w).all() and (dets[:, 3] <= h).all()
     assert (np.diff(dets[:, 4]) <= 0).all()
+
+
+def feature_hw(blob_hw, stride):
+    """Caffe ceil-rounded feature size of a blob at stride 8, 16 or 32 (SSH_SPEC.md 1.7)."""
+    h, w = blob_hw
+    for _ in range(int(math.log2(stride))):
+        h, w = math.ceil(h / 2), math.ceil(w / 2)
+    return h, w
+
+
+class StubNet(torch.nn.Module):
+    """Stands in for SSH: records each input blob and returns heads with every face logit at -10
+    and zero deltas, except the face logits that `fire(module, blob_hw)` returns as {(a, y, x): logit}."""
+
+    def __init__(self, fire=lambda module, blob_hw: {}):
+        super().__init__()
+        self.fire, self.blobs = fire, []
+
+    def forward(self, blob):
+        self.blobs.append(blob.detach().cpu().clone())
+        heads = {}
+        for m, stride in (("m1", 8), ("m2", 16), ("m3", 32)):
+            h, w = feature_hw(blob.shape[2:], stride)
+            cls = torch.zeros(blob.shape[0], 4, h, w)
+            cls[:, 2:] = -10
+            for (a, y, x), logit in self.fire(m, tuple(blob.shape[2:])).items():
+                cls[:, 2 + a, y, x] = logit
+            heads[m] = (cls, torch.zeros(blob.shape[0], 8, h, w))
+        return heads
+
+
+def test_pyramid_detect_leaves_m3_out_of_the_largest_level():
+    """M3 fires on every level (more strongly on larger blobs), M2 only on the largest: the detections
+    hold M3's boxes of the three smaller levels and M2's box of the largest, never M3's largest."""
+    def fire(module, blob_hw):
+        if module == "m3":
+            return {(0, 0, 0): blob_hw[0] / 40}  # 1.25, 2, 3, 4 on the four levels
+        return {(0, 0, 0): 0.0} if module == "m2" and blob_hw[0] == 160 else {}
+
+    net = StubNet(fire)
+    cfg = get_config()
+    cfg.TEST.update(SCALES=[50, 80, 120, 160], MAX_SIZE=-1, PYRAMID_BASE_SIZE=[80, 120], NMS_THRESH=1.0)
+    dets = Detector(net, cfg.TEST, cfg.PIXEL_MEANS).detect(np.zeros((60, 80, 3), np.uint8))
+    # base = 80 / 60 (round(80 * 4 / 3) = 107 <= 120); levels s = base * t / 80 = 5/6, 4/3, 2, 8/3:
+    # blobs 50 x 67, 80 x 107, 120 x 160, 160 x 213 (round to nearest).
+    assert [tuple(b.shape) for b in net.blobs] == [(1, 3, 50, 67), (1, 3, 80, 107), (1, 3, 120, 160),
+                                                   (1, 3, 160, 213)]
+    # M3 anchor a = 0 at (0, 0) is (-120, -120, 135, 135) -> zero deltas (-120, -120, 136, 136),
+    # clipped to [0, W - 1] x [0, H - 1], divided by s:
+    #   50 x 67 -> (0, 0, 66, 49) * 6/5; 80 x 107 -> (0, 0, 106, 79) * 3/4; 120 x 160 -> (0, 0, 136, 119) / 2
+    #   (the largest level would give (0, 0, 136, 136) * 3/8 = (0, 0, 51, 51) with score sigmoid(4)).
+    # M2 anchor a = 0 at (0, 0) on the largest level: (-24, -24, 39, 39) -> (-24, -24, 40, 40)
+    # -> (0, 0, 40, 40) * 3/8 = (0, 0, 15, 15), score 0.5. NMS_THRESH 1 keeps every box.
+    sig = lambda z: 1 / (1 + math.exp(-z))
+    expected = [[0, 0, 68, 59.5, sig(3)], [0, 0, 79.5, 59.25, sig(2)], [0, 0, 79.2, 58.8, sig(1.25)],
+                [0, 0, 15, 15, 0.5]]
+    assert dets.shape == (4, 5)
+    np.testing.assert_allclose(dets, expected, rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("orig_size", [True, False])
+def test_network_input_is_bgr_minus_the_means(orig_size):
+    """The blob handed to the network is the image's B, G, R planes (in that order) minus PIXEL_MEANS."""
+    planes = np.array([10, 100, 200], np.uint8)  # B, G, R
+    image = np.broadcast_to(planes, (20, 24, 3)).copy()
+    image[:, :12] += np.uint8(30)  # a step, so that the planes are not constant
+    net = StubNet()
+    cfg = get_config()
+    cfg.TEST.update(ORIG_SIZE=orig_size, SCALES=[30], MAX_SIZE=1000)  # scale 30 / 20 = 1.5 when resized
+    Detector(net, cfg.TEST, cfg.PIXEL_MEANS).detect(image)
+    (blob,) = net.blobs
+    means = np.float32([102.9801, 115.9465, 122.7717])  # SSH_SPEC.md 4.3, B, G, R
+    expected = image.astype(np.float32) - means
+    if not orig_size:
+        expected = cv2.resize(expected, None, fx=1.5, fy=1.5, interpolation=cv2.INTER_LINEAR)
+    assert blob.dtype == torch.float32 and blob.shape == (1, 3, *expected.shape[:2])
+    np.testing.assert_array_equal(blob[0].numpy(), expected.transpose(2, 0, 1))
+    # far from the step the blob is the plane value minus its mean: B 10 - 102.9801 = -92.9801, ...
+    assert blob[0, :, 0, -1].tolist() == pytest.approx([-92.9801, -15.9465, 77.2283], abs=1e-4)
+
+
+def test_fast_detections_match_fp32(device):
+    """Detector(fast=True) against fp32 on a fixed image: each of the 10 best fp32 detections has a
+    fast detection whose score is within 0.01 and whose box has IoU >= 0.9 with it.
+
+    Measured on the 2-core CPU (bf16 autocast, seeded random weights, this image): score differences
+    <= 0.004 and IoUs >= 0.949 over the 10 best; the bounds leave 2.5x the score difference and 2x
+    the IoU loss (1 - 0.949). The two must differ somewhere (fast really changes the precision).
+    """
+    from lib.bbox import box_iou
+    from model import SSH
+
+    torch.manual_seed(0)
+    net = SSH().eval()
+    cfg = get_config()
+    cfg.TEST.ORIG_SIZE = True
+    image = np.random.default_rng(8).integers(0, 256, (96, 128, 3), dtype=np.uint8)
+    ref = torch.from_numpy(Detector(net, cfg.TEST, cfg.PIXEL_MEANS, device).detect(image))
+    fast = torch.from_numpy(Detector(net, cfg.TEST, cfg.PIXEL_MEANS, device, fast=True).detect(image))
+    top = ref[:10]
+    assert len(top) == 10 and len(fast) > 0
+    close = (top[:, None, 4] - fast[None, :, 4]).abs() <= 0.01
+    iou = torch.where(close, box_iou(top[:, :4], fast[:, :4]), torch.zeros(()))
+    best = iou.max(dim=1).values
+    print("fast vs fp32, 10 best: min IoU", best.min().item())
+    assert (best >= 0.9).all(), best
+    assert not torch.equal(ref, fast)

@@ -152,3 +152,19 @@ def test_float32_normalisation_moves_a_score_below_its_double_threshold():
     preds = norm_score([_pred([500, 500, 9, 9, 1.0], [0, 0, 9, 9, 0.7], [500, 500, 9, 9, 0.0])])
     curve = evaluation(preds, _gt([[[0, 0, 9, 9]]], [np.array([0])]), ["s"])["s"]
     assert curve[299, 1] == 0 and curve[300, 1] == 1
+
+
+def test_norm_score_rounds_scores_and_extremes_to_float32():
+    # Two images, scores 0.1 .. 1.0 (min 0.1 and max 1.0 are not float32 numbers: 0.1 is
+    # 0.100000001490116... in float32). MATLAB: every score becomes single, max/min are single and
+    # (s - min) / (max - min) is one float32 division. E.g. for 0.7:
+    # (0.699999988 - 0.100000001) / (1 - 0.100000001) = 0.599999987 / 0.899999976 -> float32 0.6666666.
+    preds = norm_score([_pred([0, 0, 1, 1, 0.7], [0, 0, 1, 1, 0.1]), _pred([0, 0, 1, 1, 1.0], [0, 0, 1, 1, 0.3])])
+    f = np.float32
+    expected = [(f(s) - f(0.1)) / (f(1.0) - f(0.1)) for s in (0.7, 0.1, 1.0, 0.3)]
+    got = np.concatenate([p[:, 4] for p in preds])
+    assert got.tolist() == [float(e) for e in expected] == [float(f(0.6666666)), 0.0, 1.0, float(f(0.22222225))]
+    assert (got.astype(np.float32) == got).all()  # each normalised score is a float32 number
+    # in double the 0.7 would map to 0.66666665342..., not float32(2/3) = 0.66666662693...
+    assert got[0] != (float(f(0.7)) - 0.1) / (1.0 - 0.1)
+    np.testing.assert_array_equal(preds[0][:, :4], [[0, 0, 1, 1]] * 2)  # boxes untouched

@@ -51,19 +51,31 @@ def run_opencv(prototxt, caffemodel, x):
     return dict(zip([o[2] for o in OUTPUTS], net.forward([o[2] for o in OUTPUTS])))
 
 
-@pytest.mark.parametrize("size", [(64, 64), (197, 291), (250, 333)])
+# Max relative error (max |ours - OpenCV| / max |OpenCV| over the six heads) measured on the 2-core
+# CPU (torch 2.14.1, OpenCV 4.14.0; 1 and 2 threads): 4.8e-6, 7.5e-6 and 8.2e-6 at the three sizes
+# (8.6e-6 in the README's run). Tolerance: 2x the measured value (2x 8.6e-6 for the largest size),
+# rounded up. CUDA was not measured (its convolutions may use TF32 by default): it keeps 1e-4.
+CPU_TOLERANCE = {(64, 64): 1e-5, (197, 291): 1.6e-5, (250, 333): 1.8e-5}
+CUDA_TOLERANCE = 1e-4
+
+
+@pytest.mark.parametrize("size", list(CPU_TOLERANCE))
 def test_heads_match_opencv_caffe(loaded, caffemodel, device, size):
     net, _ = loaded
     x = np.random.default_rng(size[0]).normal(0.0, 1.0, (1, 3, *size)).astype(np.float32)
     ref = run_opencv(HEADS_PROTOTXT, caffemodel, x)
     with torch.no_grad():
         out = net.to(device)(torch.from_numpy(x).to(device))
+    tolerance = CPU_TOLERANCE[size] if device.type == "cpu" else CUDA_TOLERANCE
+    errors = {}
     for m, i, name in OUTPUTS:
         got = out[m][i].cpu().numpy()
         assert got.shape == ref[name].shape, name
         scale = np.abs(ref[name]).max()
         assert ref[name].std() > 0.1 * scale > 0, f"{name}: degenerate reference output"
-        assert np.abs(got - ref[name]).max() <= 1e-4 * scale, name
+        errors[name] = float(np.abs(got - ref[name]).max() / scale)
+    print(f"{size} max relative error {max(errors.values()):.2e} (tolerance {tolerance:.1e}):", errors)
+    assert max(errors.values()) <= tolerance, errors
 
 
 def test_strict_load_report(loaded, weights):

@@ -137,8 +137,15 @@ def rel_diff(a, b):
 
 
 def test_channels_last_and_autocast(net, device):
+    """channels_last gives the same values; reduced-precision autocast (`--fast`) drifts by at most 4e-2.
+
+    bf16 autocast drift (max |diff| / max |fp32| per head) measured on the 2-core CPU for this net and
+    blob: 1.47e-2 (1.26e-2 to 1.47e-2 over 6 seeds of the blob; 1.7e-2 to 1.9e-2 in the README's
+    larger blobs); the bound 4e-2 is about 2x the largest of these. A drift below 1e-4 would mean
+    autocast did not lower the precision at all.
+    """
     net = copy.deepcopy(net).to(device)
-    x = torch.randn(1, 3, 75, 101, device=device) * 50
+    x = torch.randn(1, 3, 75, 101, generator=torch.Generator().manual_seed(0)).to(device) * 50
     with torch.no_grad():
         ref = net(x)
         cl = net.to(memory_format=torch.channels_last)(x.contiguous(memory_format=torch.channels_last))
@@ -151,7 +158,7 @@ def test_channels_last_and_autocast(net, device):
         assert low[m][i].dtype == dtype and low[m][i].shape == ref[m][i].shape
         drift[f"{m}/{i}"] = rel_diff(low[m][i], ref[m][i])
     print(f"{dtype} autocast drift (max |diff| / max |fp32|):", drift)
-    assert max(drift.values()) < 0.2
+    assert 1e-4 < max(drift.values()) < 4e-2, drift
 
 
 @pytest.mark.parametrize("height", [37, 38, 48])
