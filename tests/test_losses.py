@@ -31,6 +31,17 @@ def test_smooth_l1_below_and_above_one_ninth():
                         0.5 * 0.01 + 0.5 * 0.25 + 1.5, rel_tol=1e-6)
 
 
+def test_smooth_l1_transition_at_one_over_sigma_squared():
+    """sigma 3 (train_ssh.prototxt smooth_l1_loss_param): quadratic 4.5 d^2 below |d| = 1/9, |d| - 1/18 from
+    there on, with gradients 9 d and sign(d); values between 1/9 and 1 tell 1/sigma^2 from 1/sigma or 1."""
+    d = torch.tensor([[0.1, -0.12, 0.2, -0.5]], requires_grad=True)
+    ones = torch.ones(1, 4)
+    loss = smooth_l1(d, torch.zeros(1, 4), ones, ones)
+    assert math.isclose(loss.item(), 4.5 * 0.01 + (0.12 - 1 / 18) + (0.2 - 1 / 18) + (0.5 - 1 / 18), rel_tol=1e-6)
+    loss.backward()
+    torch.testing.assert_close(d.grad, torch.tensor([[0.9, -1.0, 1.0, -1.0]]))
+
+
 def test_cross_entropy_by_hand_and_caffe_channel_layout():
     # H = 1, W = 2, A = 2: anchor k = x * 2 + a; background logit in channel a, face in channel 2 + a.
     cls = torch.zeros(1, 4, 1, 2)
@@ -127,3 +138,50 @@ def test_ssh_losses_image_without_faces_and_float32_under_autocast():
     for name, value in losses.items():
         assert value.dtype == torch.float32 and not torch.isnan(value)
         assert math.isclose(value.item(), math.log(2) if "cls" in name else 0.0, rel_tol=1e-6)
+
+
+@pytest.mark.parametrize("module,blob,cells,labelled", [
+    # 32 x 32 blob, M1 4 x 4 cells: (8x, 8y, 8x+15, 8y+15) inside for x, y <= 2 (9), and
+    # (8x-8, 8y-8, 8x+23, 8y+23) only at (1, 1): 10 of 32 (border 0).
+    ("m1", 32, 4, 10),
+    # 128 x 128 blob, M2 8 x 8 cells: (16x-24, ..., 16x+39) inside for x, y in 2..5 (16); the 128 px
+    # anchors fit nowhere: 16 of 128 (border 0).
+    ("m2", 128, 8, 16),
+    # 320 x 320 blob, M3 10 x 10 cells: border 512 admits all 200 anchors (border 0 would keep
+    # (32x-120, ..., 32x+135) for x, y in 4..5 only, 4 anchors).
+    ("m3", 320, 10, 200),
+])
+def test_allowed_border_of_each_module_through_ssh_losses(module, blob, cells, labelled):
+    """ssh_losses labels the anchors that pass each module's official border (0, 0, 512): with no face
+    every inside anchor is a negative (fewer than 256), each zero-logit pair gets the gradient
+    (softmax - onehot) / n = +-0.5 / n, and the others none."""
+    cls_score = torch.zeros(1, 4, cells, cells, requires_grad=True)
+    heads = {module: (cls_score, torch.zeros(1, 8, cells, cells))}
+    losses = ssh_losses(heads, torch.zeros((0, 4)), (blob, blob), default_config().TRAIN)
+    losses[f"{module}@ssh_cls_loss"].backward()
+    grad = cls_score.grad.abs()
+    assert (grad > 0).sum().item() == 2 * labelled
+    assert torch.allclose(grad[grad > 0], torch.full((2 * labelled,), 0.5 / labelled))
+
+
+def test_ohem_through_ssh_losses_uses_the_face_probability_of_the_heads():
+    """M1 on a 320 x 320 blob with 400 faces at the (y, x even, a = 0) anchors (IoU 1): only the 64
+    positives of lowest face probability (face logit channel 2 + a) get a regression gradient, and 256
+    anchors in all get a classification gradient."""
+    gen = torch.Generator().manual_seed(0)
+    face_logit = torch.randperm(40 * 40 * 2, generator=gen).float().reshape(40, 40, 2) / 400 - 4  # distinct
+    cls_score = torch.zeros(1, 4, 40, 40)
+    cls_score[0, 2:] = face_logit.permute(2, 0, 1)
+    cls_score.requires_grad_(True)
+    bbox_pred = torch.full((1, 8, 40, 40), 0.05, requires_grad=True)
+    cells = [(y, x) for y in range(0, 40, 2) for x in range(0, 40, 2)]
+    gt = torch.tensor([[8.0 * x, 8.0 * y, 8 * x + 15, 8 * y + 15] for y, x in cells])
+    losses = ssh_losses({"m1": (cls_score, bbox_pred)}, gt, (320, 320), default_config().TRAIN)
+    (losses["m1@ssh_cls_loss"] + losses["m1@ssh_reg_loss"]).backward()
+    lowest = sorted(cells, key=lambda c: face_logit[c[0], c[1], 0].item())[:64]
+    regressed = bbox_pred.grad[0, :4].abs().sum(dim=0).nonzero().tolist()  # a = 0 channels 0..3
+    assert sorted(map(tuple, regressed)) == sorted(lowest)
+    assert bbox_pred.grad[0, 4:].abs().sum() == 0
+    # Each positive coordinate: w_out * 9 * d = 0.45 / 256 (smooth L1, sigma 3, |d| = 0.05 < 1/9).
+    assert torch.allclose(bbox_pred.grad[0, :4, lowest[0][0], lowest[0][1]], torch.full((4,), 0.45 / 256))
+    assert (cls_score.grad[0, :2].abs() > 0).sum().item() == 256  # background channels, one per anchor

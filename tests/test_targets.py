@@ -108,6 +108,22 @@ def test_ignored_band_and_no_forced_best_anchor():
     assert t.labels[k(0, 0, 0, 4)] == 1 and (t.labels == 0).sum() == 3
 
 
+def test_iou_exactly_at_the_thresholds():
+    """IoU exactly 0.5 is positive (>= 0.5) and exactly 0.3 is ignored, not negative (< 0.3 only)."""
+    anchors = module_anchors("m1", 4, 4)  # k(0, 0, 0) is (0, 0, 15, 15), 256 px
+    half = torch.tensor([[0.0, 0, 15, 7]])  # inside it, 128 px: IoU 128 / 256
+    # 10 x 16 px at x = 10..19 overlaps 6 columns: IoU 96 / (256 + 160 - 96) = 96 / 320
+    three_tenths = torch.tensor([[10.0, 0, 19, 15]])
+    for gt, iou, label in [(half, 0.5, 1), (three_tenths, 0.3, -1)]:
+        best, _ = max_overlaps(anchors, gt)
+        assert best[k(0, 0, 0, 4)].item() == iou  # the float64 division rounds to the threshold literal
+        t = anchor_targets(anchors, gt, (32, 32), 0, **OFFICIAL)
+        assert t.labels[k(0, 0, 0, 4)].item() == label
+    # Just below 0.3: the same box one column further right, 80 / 336.
+    t = anchor_targets(anchors, torch.tensor([[11.0, 0, 20, 15]]), (32, 32), 0, **OFFICIAL)
+    assert t.labels[k(0, 0, 0, 4)].item() == 0
+
+
 def crowd(device):
     """M1 on a 320 x 320 blob, gt = the a=0 anchors of the 400 even cells (IoU 1 each)."""
     anchors = module_anchors("m1", 40, 40, device)

@@ -1,5 +1,7 @@
-"""Training step, loop, snapshots and train.py: accumulation, exact resume, NaN stop, Ctrl-C."""
+"""Training step, loop, snapshots and train.py: accumulation, exact resume, NaN stop, Ctrl-C, AMP on CPU."""
+import copy
 import json
+import math
 import os
 import random
 import signal
@@ -12,10 +14,12 @@ import pytest
 import torch
 from wider_fixtures import tiny_wider
 
+import lib.training
 import train
+from lib.config import get_config
 from lib.solver import CaffeSGD, StepLR
 from lib.train_log import read_metrics, running_mean
-from lib.training import NonFiniteLoss, StopOnSigint, train_loop, train_step
+from lib.training import NonFiniteLoss, StopOnSigint, image_losses, train_loop, train_step
 from lib.utils.checkpoint import get_rng_state, load_snapshot, save_snapshot, set_rng_state
 
 REPO = Path(__file__).resolve().parents[1]
@@ -244,3 +248,122 @@ def test_training_runs_on_the_test_device(wider, tmp_path, device):
     assert [r["iteration"] for r in records] == [1, 2]
     assert all(np.isfinite(r["loss"]) and r["loss"] > 0 for r in records)
 
+
+# --- mixed precision on CPU ------------------------------------------------------------------------
+
+def _tiny_run(wider, out, *extra, iters=2):
+    """train.main on CPU (TINY, lr step after the first SGD step); returns the metrics records."""
+    args = ["--data", str(wider), "--device", "cpu", "--workers", "0", "--out", str(out), *TINY,
+            "--iters", str(iters), "--set", "TRAIN.STEPSIZE", "1", *extra]
+    assert train.main(args) == 0
+    return read_metrics(out / "metrics.jsonl")
+
+
+LOSS_NAMES = ["m1@ssh_cls_loss", "m1@ssh_reg_loss", "m2@ssh_cls_loss", "m2@ssh_reg_loss", "m3@ssh_cls_loss",
+              "m3@ssh_reg_loss"]
+# Largest |loss difference| to the float32 run, per loss and step, allowed for bfloat16 autocast: measured
+# 9.7e-4 (m3@ssh_cls_loss, step 1; 6.3e-4 at step 2) on this tiny set; bfloat16 keeps 8 significant bits.
+BF16_LOSS_ATOL = 5e-3
+
+
+def test_amp_on_cpu_trains_in_bfloat16_close_to_float32(wider, tmp_path):
+    """train.py --amp on CPU: bfloat16 autocast (no GradScaler), 2 steps of 1 image; losses finite, not bitwise
+    the float32 ones (autocast ran) but within BF16_LOSS_ATOL; the Caffe step policy lr 0.004, then 0.004 * 0.1."""
+    one = ["--set", "TRAIN.ITER_SIZE", "1"]
+    fp32 = _tiny_run(wider, tmp_path / "fp32", *one)
+    amp = _tiny_run(wider, tmp_path / "amp", *one, "--amp")
+    assert [r["lr"] for r in amp] == [r["lr"] for r in fp32] == [0.004, pytest.approx(0.0004, rel=1e-12)]
+    for ours, ref in zip(amp, fp32, strict=True):
+        for name in LOSS_NAMES:
+            assert np.isfinite(ours[name]) and ours[name] == pytest.approx(ref[name], rel=0, abs=BF16_LOSS_ATOL), name
+    assert any(amp[0][name] != fp32[0][name] for name in LOSS_NAMES)
+    state = torch.load(tmp_path / "amp" / "SSH_iter_2.pth", weights_only=True)
+    assert state["scaler"] == {}  # bfloat16 needs no loss scaling: the GradScaler is disabled
+    assert all(v.dtype == torch.float32 and torch.isfinite(v).all() for v in state["model"].values())
+
+
+# Largest |loss difference| to the float32 run allowed for float16 autocast (same weights, first step):
+# measured 1.0e-4 (m3@ssh_cls_loss).
+FP16_LOSS_ATOL = 2e-3
+
+
+def test_fit_with_float16_autocast_runs_the_grad_scaler_on_cpu(wider, tmp_path, monkeypatch):
+    """fit's float16 branch (CUDA without bfloat16) forced on CPU: an enabled GradScaler, its state in the
+    snapshot. One SGD step of one 32 x 40 image (float16 convolutions are slow on CPU)."""
+    small = ["--set", "TRAIN.SCALES", "[32]", "--set", "TRAIN.ITER_SIZE", "1"]
+    fp32 = _tiny_run(wider, tmp_path / "fp32", *small, iters=1)
+    monkeypatch.setattr(lib.training, "amp_dtype", lambda device: torch.float16)
+    fp16 = _tiny_run(wider, tmp_path / "fp16", *small, "--amp", iters=1)
+    for name in LOSS_NAMES:
+        assert np.isfinite(fp16[0][name]) and fp16[0][name] == pytest.approx(fp32[0][name], rel=0,
+                                                                             abs=FP16_LOSS_ATOL), name
+    assert any(fp16[0][name] != fp32[0][name] for name in LOSS_NAMES)
+    state = torch.load(tmp_path / "fp16" / "SSH_iter_1.pth", weights_only=True)
+    # Enabled, starting at 2 ** 16: kept after a good step, halved after an overflow (the step skipped;
+    # measured: 32768, float16 gradients of the random network overflow at 2 ** 16).
+    assert state["scaler"]["scale"] in (65536.0, 32768.0) and state["scaler"]["backoff_factor"] == 0.5
+    assert all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+class TinyHeads(torch.nn.Module):
+    """A stand-in for SSH with its head layout (N x 4 / N x 8 maps at strides 8, 16, 32), cheap in float16."""
+
+    def __init__(self):
+        super().__init__()
+        self.trunk = torch.nn.Conv2d(3, 8, 3, stride=8, padding=1)
+        self.heads = torch.nn.ModuleDict({m: torch.nn.Conv2d(8, 12, 1) for m in ("m1", "m2", "m3")})
+
+    def forward(self, x):
+        x = torch.relu(self.trunk(x))
+        out = {}
+        for name, head in self.heads.items():
+            y = head(x)
+            out[name] = (y[:, :4], y[:, 4:])
+            x = torch.nn.functional.max_pool2d(x, 2, 2, ceil_mode=True)
+        return out
+
+
+# Relative difference |step with GradScaler - step without| / |step without| (L2 over all parameters)
+# allowed under float16 autocast: measured 7.2e-6 at scale 1024 (6.6e-6 at 16). The scale is a power of two,
+# so the two differ only where unscaled float16 gradients lose bits to underflow; for comparison, the
+# float16 and float32 steps differ by 6.1e-4.
+FP16_SCALED_STEP_RTOL = 1e-4
+
+
+def test_grad_scaler_step_on_cpu_equals_the_unscaled_step_and_skips_an_inf_gradient():
+    """lib.training.train_step with torch.amp.GradScaler("cpu") and float16 autocast, real SSH losses."""
+    train_cfg = get_config().TRAIN
+    torch.manual_seed(0)
+    net = TinyHeads()
+    start = copy.deepcopy(net.state_dict())
+    gen = torch.Generator().manual_seed(0)
+    items = [{"data": torch.rand(3, 96, 128, generator=gen) * 255 - 120, "gt_boxes": torch.tensor(box)}
+             for box in ([[10.0, 12, 34, 40]], [[20.0, 8, 67, 59], [70, 30, 101, 61]])]
+
+    def step(scaler):
+        net.load_state_dict(start)
+        opt = CaffeSGD([{"params": list(net.parameters()), "lr_mult": 1}], lr=0.1, momentum=0.9, weight_decay=5e-4)
+        losses = train_step(opt, items, lambda item: image_losses(net, item, train_cfg, "cpu", torch.float16), scaler)
+        return losses, opt, {k: v.clone() for k, v in net.state_dict().items()}
+
+    plain_losses, _, plain = step(None)
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    scaled_losses, _, scaled = step(scaler)
+    assert plain_losses["m1@ssh_reg_loss"] > 0 and plain_losses["m2@ssh_reg_loss"] > 0
+    assert scaled_losses == plain_losses  # the forward pass does not see the scale
+    assert scaler.get_scale() == 1024.0  # no inf: the step was taken and the scale kept
+    update = torch.cat([(plain[k] - start[k]).flatten() for k in start])
+    diff = torch.cat([(scaled[k] - plain[k]).flatten() for k in start])
+    assert update.norm() > 0
+    assert diff.norm() <= FP16_SCALED_STEP_RTOL * update.norm(), (diff.norm() / update.norm()).item()
+
+    # An inf gradient (finite losses): the scaler skips the optimizer step and halves the scale.
+    hook = net.heads["m2"].bias.register_hook(lambda grad: torch.full_like(grad, float("inf")))
+    try:
+        losses, opt, after = step(scaler)
+    finally:
+        hook.remove()
+    assert losses == plain_losses
+    assert all(torch.equal(after[k], start[k]) for k in start)
+    assert not opt.state  # no momentum history either
+    assert scaler.get_scale() == 512.0  # GradScaler's backoff_factor 0.5
