@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.requirements.stamp
 
-.PHONY: setup build demo test fetch-models fetch-imagenet benchmark gpu-check clean
+.PHONY: setup build demo test mutants fetch-models fetch-imagenet benchmark gpu-check clean
 
 # The virtualenv is rebuilt only when requirements.txt changes (the stamp records it).
 $(STAMP): requirements.txt
@@ -25,6 +25,10 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+# Curated semantic mutations of the exactness-critical code; each must make its tests fail.
+mutants: setup
+	$(PY) -m tests.mutants
 
 fetch-models: setup
 	$(PY) -m model.weights ssh

@@ -1,4 +1,4 @@
-"""Anchors and +1 box arithmetic against values worked out by hand from SSH_SPEC.md sections 2, 3, 5."""
+"""Anchors and +1 box arithmetic against values worked out by hand from docs/anchors.md §2, docs/training.md §3.5, docs/inference.md §5.1."""
 import math
 
 import pytest

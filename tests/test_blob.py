@@ -1,12 +1,12 @@
 """lib/blob.py against hand-worked values: the official test/train scale rule and the pixel pipeline
-(float32 BGR minus PIXEL_MEANS, then cv2.resize INTER_LINEAR with fx = fy = scale; SSH_SPEC.md 4.3, 5.2)."""
+(float32 BGR minus PIXEL_MEANS, then cv2.resize INTER_LINEAR with fx = fy = scale; docs/training.md §4.3, docs/inference.md §5.2)."""
 import cv2
 import numpy as np
 import pytest
 
 from lib.blob import compute_scale, prep_image, to_tensor
 
-MEANS = np.float32([102.9801, 115.9465, 122.7717])  # B, G, R (SSH_SPEC.md 4.3)
+MEANS = np.float32([102.9801, 115.9465, 122.7717])  # B, G, R (docs/training.md §4.3)
 
 
 @pytest.mark.parametrize("height, width, target, max_size, expected", [
@@ -20,7 +20,7 @@ MEANS = np.float32([102.9801, 115.9465, 122.7717])  # B, G, R (SSH_SPEC.md 4.3)
     (800, 1068, 1200, 1600, 1600 / 1068),   # 1602 > 1600
     (750, 1001, 1200, 1600, 1600 / 1001),   # 1601.6 -> 1602 > 1600
     (100, 10000, 1200, -1, 12.0),           # max_size < 0: no bound (pyramid levels)
-    (768, 1024, 800, 1200, 800 / 768),      # pyramid base of SSH_SPEC.md 5.3: 1066.67 -> 1067 <= 1200
+    (768, 1024, 800, 1200, 800 / 768),      # pyramid base of docs/inference.md §5.3: 1066.67 -> 1067 <= 1200
     (1200, 1600, 600, 1000, 0.5),           # shrinking: 0.5 * 1600 = 800
 ])
 def test_compute_scale_by_hand(height, width, target, max_size, expected):

@@ -1,4 +1,4 @@
-"""model/caffemodel.py against hand-encoded protobuf bytes (key bytes from SSH_SPEC.md §7 / caffe.proto)."""
+"""model/caffemodel.py against hand-encoded protobuf bytes (key bytes from docs/caffemodel.md §7.2 / caffe.proto)."""
 import os
 import tracemalloc
 

@@ -15,42 +15,42 @@ ROOT = Path(__file__).resolve().parents[1]
 SOLVER = REFERENCE / "solver_ssh.prototxt"
 
 # Every key of the official SSH/configs/default_config.yml (mahyarnajibi/SSH) with its value there.
-# SSH_SPEC.md states most of them; the section is named on each line. Keys the spec does not state
+# docs/ states most of them; the file and section are named on each line. Keys docs/ does not state
 # carry "(yml)": their value is the file's as read in mahyarnajibi/SSH at commit a0d10a85.
 DEFAULT_CONFIG_YML = {
-    "TRAIN.ORIG_SIZE": False,  # spec 4.3
-    "TRAIN.SCALES": [1200],  # spec 4.3
-    "TRAIN.MAX_SIZE": 1600,  # spec 4.3
-    "TRAIN.USE_FLIPPED": True,  # spec 4.3
-    "TRAIN.IMS_PER_BATCH": 1,  # spec 4.1
-    "TRAIN.BATCH_SIZE": 128,  # spec 3 / 10 (legacy, unused)
+    "TRAIN.ORIG_SIZE": False,  # training.md §4.3
+    "TRAIN.SCALES": [1200],  # training.md §4.3
+    "TRAIN.MAX_SIZE": 1600,  # training.md §4.3
+    "TRAIN.USE_FLIPPED": True,  # training.md §4.3
+    "TRAIN.IMS_PER_BATCH": 1,  # training.md §4.1
+    "TRAIN.BATCH_SIZE": 128,  # training.md §3.1 (legacy, unused)
     "TRAIN.BG_THRESH_HI": 0.5,  # (yml), legacy Fast R-CNN key
     "TRAIN.BG_THRESH_LOW": 0.0,  # (yml), legacy Fast R-CNN key
-    "TRAIN.SNAPSHOT": 10000,  # (yml); wider.yml sets 1000 (spec 4.1), see test_shipped_configs
+    "TRAIN.SNAPSHOT": 10000,  # (yml); wider.yml sets 1000 (training.md §4.1), see test_shipped_configs
     "TRAIN.SNAPSHOT_INFIX": "",  # (yml)
-    "TRAIN.ASPECT_GROUPING": True,  # spec 4.3
-    "TRAIN.ANCHOR_POSITIVE_OVERLAP": 0.5,  # spec 3
-    "TRAIN.ANCHOR_NEGATIVE_OVERLAP": 0.3,  # spec 3
-    "TRAIN.ANCHOR_FG_FRACTION": 0.25,  # spec 3
-    "TRAIN.ANCHORS_PER_BATCH": 256,  # spec 3
-    "TRAIN.NMS_THRESH": 0.3,  # spec 5.1 (TRAIN-phase proposal settings, unused)
-    "TRAIN.ANCHOR_N_PRE_NMS": 1000,  # spec 5.1
-    "TRAIN.ANCHOR_N_POST_NMS": 300,  # spec 5.1
-    "TRAIN.ANCHOR_MIN_SIZE": 4,  # spec 5.1
-    "TRAIN.HARD_POSITIVE_MINING": True,  # spec 3
-    "TRAIN.BBOX_INSIDE_WEIGHTS": [1.0, 1.0, 1.0, 1.0],  # spec 3
-    "TRAIN.POSITIVE_WEIGHT": -1.0,  # spec 3
-    "TRAIN.FORCE_FG_FOR_EACH_GT": False,  # spec 3
+    "TRAIN.ASPECT_GROUPING": True,  # training.md §4.3
+    "TRAIN.ANCHOR_POSITIVE_OVERLAP": 0.5,  # training.md §3
+    "TRAIN.ANCHOR_NEGATIVE_OVERLAP": 0.3,  # training.md §3
+    "TRAIN.ANCHOR_FG_FRACTION": 0.25,  # training.md §3
+    "TRAIN.ANCHORS_PER_BATCH": 256,  # training.md §3
+    "TRAIN.NMS_THRESH": 0.3,  # inference.md §5.1 (TRAIN-phase proposal settings, unused)
+    "TRAIN.ANCHOR_N_PRE_NMS": 1000,  # inference.md §5.1
+    "TRAIN.ANCHOR_N_POST_NMS": 300,  # inference.md §5.1
+    "TRAIN.ANCHOR_MIN_SIZE": 4,  # inference.md §5.1
+    "TRAIN.HARD_POSITIVE_MINING": True,  # training.md §3
+    "TRAIN.BBOX_INSIDE_WEIGHTS": [1.0, 1.0, 1.0, 1.0],  # training.md §3
+    "TRAIN.POSITIVE_WEIGHT": -1.0,  # training.md §3
+    "TRAIN.FORCE_FG_FOR_EACH_GT": False,  # training.md §3
     "TEST.ORIG_SIZE": False,  # (yml)
-    "TEST.SCALES": [1200],  # spec 5.2
-    "TEST.MAX_SIZE": 1600,  # spec 5.2
-    "TEST.PYRAMID_BASE_SIZE": [800, 1200],  # spec 5.3 (target 800, max 1200)
-    "TEST.NMS_THRESH": 0.3,  # spec 5.2
-    "TEST.N_DETS_PER_MODULE": 1000,  # spec 5.1
-    "TEST.ANCHOR_MIN_SIZE": 0,  # spec 5.1
+    "TEST.SCALES": [1200],  # inference.md §5.2
+    "TEST.MAX_SIZE": 1600,  # inference.md §5.2
+    "TEST.PYRAMID_BASE_SIZE": [800, 1200],  # inference.md §5.3 (target 800, max 1200)
+    "TEST.NMS_THRESH": 0.3,  # inference.md §5.2
+    "TEST.N_DETS_PER_MODULE": 1000,  # inference.md §5.1
+    "TEST.ANCHOR_MIN_SIZE": 0,  # inference.md §5.1
     "DEBUG": False,  # (yml)
-    "PIXEL_MEANS": [[[102.9801, 115.9465, 122.7717]]],  # spec 4.3 (B, G, R), nested as in the yml
-    "RNG_SEED": 3,  # spec 4.1
+    "PIXEL_MEANS": [[[102.9801, 115.9465, 122.7717]]],  # training.md §4.3 (B, G, R), nested as in the yml
+    "RNG_SEED": 3,  # training.md §4.1
     "EPS": 1e-14,  # (yml)
     "DATA_DIR": "data",  # (yml)
     "MATLAB": "matlab",  # (yml)
@@ -67,7 +67,7 @@ SOLVER_KEYS = {
     "weight_decay": "TRAIN.WEIGHT_DECAY",
     "display": "TRAIN.DISPLAY",
 }
-# Official GPUs per SGD step (main_train.py --gpus 0,1,2,3; spec 4.1): TRAIN.ITER_SIZE is the images of
+# Official GPUs per SGD step (main_train.py --gpus 0,1,2,3; training.md §4.1): TRAIN.ITER_SIZE is the images of
 # one official step, 4 GPUs x the solver's iter_size, accumulated in one process.
 OFFICIAL_GPUS = 4
 # Solver fields that are no config key, each with where its behaviour is checked or why it has none.
@@ -80,7 +80,7 @@ SOLVER_ELSEWHERE = {
     "average_loss": "smoothing of the printed loss only",
     "layer_wise_reduce": "multi-GPU all-reduce scheduling only, no effect on the values",
 }
-# main_train.py --iters default (spec 4.1): not in the solver file.
+# main_train.py --iters default (training.md §4.1): not in the solver file.
 MAX_ITERS = 21000
 
 

@@ -144,7 +144,7 @@ def test_detect_any_image_size_and_kind(device, shape):
 
 
 def feature_hw(blob_hw, stride):
-    """Caffe ceil-rounded feature size of a blob at stride 8, 16 or 32 (SSH_SPEC.md 1.7)."""
+    """Caffe ceil-rounded feature size of a blob at stride 8, 16 or 32 (docs/network.md §1.7)."""
     h, w = blob_hw
     for _ in range(int(math.log2(stride))):
         h, w = math.ceil(h / 2), math.ceil(w / 2)
@@ -212,7 +212,7 @@ def test_network_input_is_bgr_minus_the_means(orig_size):
     cfg.TEST.update(ORIG_SIZE=orig_size, SCALES=[30], MAX_SIZE=1000)  # scale 30 / 20 = 1.5 when resized
     Detector(net, cfg.TEST, cfg.PIXEL_MEANS).detect(image)
     (blob,) = net.blobs
-    means = np.float32([102.9801, 115.9465, 122.7717])  # SSH_SPEC.md 4.3, B, G, R
+    means = np.float32([102.9801, 115.9465, 122.7717])  # docs/training.md §4.3, B, G, R
     expected = image.astype(np.float32) - means
     if not orig_size:
         expected = cv2.resize(expected, None, fx=1.5, fy=1.5, interpolation=cv2.INTER_LINEAR)
@@ -248,3 +248,28 @@ def test_fast_detections_match_fp32(device):
     print("fast vs fp32, 10 best: min IoU", best.min().item())
     assert (best >= 0.9).all(), best
     assert not torch.equal(ref, fast)
+
+
+def test_fast_runs_the_network_in_bfloat16_on_the_cpu_and_decodes_in_float32():
+    """--fast on the CPU is bf16 autocast (fp16 on CUDA); the heads leave it as float32."""
+    seen = []
+
+    class Recorder(StubNet):
+        def forward(self, blob):
+            seen.append((torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")))
+            return super().forward(blob)
+
+    cfg = get_config()
+    cfg.TEST.update(SCALES=[64], MAX_SIZE=96)
+    image = np.zeros((48, 64, 3), np.uint8)
+    Detector(Recorder(), cfg.TEST, cfg.PIXEL_MEANS, fast=True).detect(image)
+    Detector(Recorder(), cfg.TEST, cfg.PIXEL_MEANS).detect(image)
+    assert seen[0] == (True, torch.bfloat16) and seen[1][0] is False
+
+
+def test_build_detector_keeps_the_official_test_threshold(random_checkpoint):
+    """eval.py's curves need every detection above 0.05 (official test_net thresh), not the demo's 0.5."""
+    from model.detector import build_detector
+
+    _, pth = random_checkpoint
+    assert build_detector(pth, get_config(), "cpu").score_thresh == 0.05

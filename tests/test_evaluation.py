@@ -1,4 +1,4 @@
-"""Hand-built cases for each quirk of the official WIDER evaluation (SSH_SPEC.md section 6)."""
+"""Hand-built cases for each quirk of the official WIDER evaluation (docs/evaluation.md §6)."""
 import numpy as np
 import pytest
 

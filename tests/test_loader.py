@@ -1,4 +1,4 @@
-"""Training images (pixel pipeline, scale, flip), epoch sampler and DataLoader (SSH_SPEC.md 4.3)."""
+"""Training images (pixel pipeline, scale, flip), epoch sampler and DataLoader (docs/training.md §4.3)."""
 from pathlib import Path
 
 import cv2

@@ -1,4 +1,4 @@
-"""lib/losses.py against hand-computed SoftmaxWithLoss / caffe-ssh SmoothL1Loss values (SSH_SPEC.md section 3)."""
+"""lib/losses.py against hand-computed SoftmaxWithLoss / caffe-ssh SmoothL1Loss values (docs/training.md §3.7)."""
 import math
 
 import pytest

@@ -1,4 +1,4 @@
-"""Training roidb: image sizes, official boxes, flipped copies, face-less images removed (SSH_SPEC.md 4.2-4.3)."""
+"""Training roidb: image sizes, official boxes, flipped copies, face-less images removed (docs/training.md §4.2-§4.3)."""
 import csv
 import os
 from pathlib import Path

@@ -94,7 +94,7 @@ def test_ssh_multipliers_in_one_step():
     base_lr, wd = 0.01, 0.0005
     opt = CaffeSGD(net.param_groups(base_lr, wd), lr=base_lr, momentum=0.9)
     trained = [p for g in opt.param_groups for p in g["params"]]
-    assert sum(p.numel() for p in trained) == 19_506_212  # SSH_SPEC.md section 1.8
+    assert sum(p.numel() for p in trained) == 19_506_212  # docs/network.md §1.8
     with torch.no_grad():
         for p in net.parameters():
             p.fill_(1.0)  # non-zero everywhere, so that weight decay shows on biases too

@@ -1,4 +1,4 @@
-"""The SSH network's structure against the official prototxts and SSH_SPEC.md §1 (sizes, counts, solver mults)."""
+"""The SSH network's structure against the official prototxts and docs/network.md §1 (sizes, counts, solver mults)."""
 import copy
 import warnings
 
@@ -76,7 +76,7 @@ def test_param_groups(net):
             setting[id(p)] = (g["lr"], g["weight_decay"])
     params = dict(net.named_parameters())
     assert set(setting) == {id(p) for p in params.values() if p.requires_grad}
-    expected = {  # SSH_SPEC.md §1.8: (lr, weight decay) = (0.004 * lr_mult, 0.0005 * decay_mult)
+    expected = {  # docs/network.md §1.8: (lr, weight decay) = (0.004 * lr_mult, 0.0005 * decay_mult)
         "vgg.conv3_1.weight": (0.004, 0.0005), "vgg.conv3_1.bias": (0.008, 0.0005),
         "vgg.conv5_3.bias": (0.008, 0.0005), "fusion.conv5_128.bias": (0.008, 0.0005),
         "fusion.conv4_fuse_final.weight": (0.004, 0.0005), "fusion.conv4_fuse_final.bias": (0.008, 0.0005),

@@ -1,4 +1,4 @@
-"""lib/targets.py against hand-worked cases of SSH_SPEC.md section 3 (anchor_target_layer.py)."""
+"""lib/targets.py against hand-worked cases of docs/training.md §3 (anchor_target_layer.py)."""
 import math
 
 import numpy as np

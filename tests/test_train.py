@@ -19,7 +19,7 @@ import train
 from lib.config import get_config
 from lib.solver import CaffeSGD, StepLR
 from lib.train_log import read_metrics, running_mean
-from lib.training import NonFiniteLoss, StopOnSigint, image_losses, train_loop, train_step
+from lib.training import NonFiniteLoss, StopOnSigint, amp_dtype, image_losses, train_loop, train_step
 from lib.utils.checkpoint import get_rng_state, load_snapshot, save_snapshot, set_rng_state
 
 REPO = Path(__file__).resolve().parents[1]
@@ -367,3 +367,8 @@ def test_grad_scaler_step_on_cpu_equals_the_unscaled_step_and_skips_an_inf_gradi
     assert all(torch.equal(after[k], start[k]) for k in start)
     assert not opt.state  # no momentum history either
     assert scaler.get_scale() == 512.0  # GradScaler's backoff_factor 0.5
+
+
+def test_amp_autocasts_to_bfloat16_on_the_cpu():
+    """--amp on the CPU is bf16 (no GradScaler needed); fp16 + GradScaler is for GPUs without bf16."""
+    assert amp_dtype("cpu") == torch.bfloat16

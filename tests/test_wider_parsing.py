@@ -1,4 +1,4 @@
-"""WIDER annotation parsing and the official box rule (SSH_SPEC.md section 4.2)."""
+"""WIDER annotation parsing and the official box rule (docs/training.md §4.2)."""
 
 import numpy as np
 import pytest
