@@ -14,7 +14,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from lib.config import add_config_args, config_from_args
+from lib.config import add_config_args, config_from_args, data_layout
 from lib.evaluation import SETTINGS, load_ground_truth, wider_eval
 from lib.evaluation.plot import plot_pr_curves
 from lib.utils.atomic import atomic_write_text
@@ -28,8 +28,9 @@ EVAL_LOCK = "eval.lock"
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--predictions", metavar="DIR", help="evaluate this predictions folder, skip detection")
-    parser.add_argument("--model", default="data/SSH_models/SSH.caffemodel", help=".caffemodel or .pth weights")
-    parser.add_argument("--data", default="data/datasets/wider", help="WIDER root (WIDER_val/, wider_face_split/)")
+    parser.add_argument("--model", help=".caffemodel or .pth weights (default: <DATA_DIR>/SSH_models/SSH.caffemodel)")
+    parser.add_argument("--data", help="WIDER root with WIDER_val/ and wider_face_split/ "
+                        "(default: <DATA_DIR>/datasets/wider, DATA_DIR being data/)")
     parser.add_argument("--gt", metavar="DIR", help="official ground_truth/ folder with wider_face_val.mat and "
                         "wider_{easy,medium,hard}_val.mat (default: <data>/eval_tools/ground_truth)")
     parser.add_argument("--net_name", default="SSH", help="name of the detection run (folder and legend)")
@@ -100,6 +101,8 @@ def main(argv=None):
     args = parse_args(argv)
     try:
         cfg = config_from_args(args)
+        layout = data_layout(cfg.DATA_DIR)
+        args.model, args.data = args.model or layout.ssh_model, args.data or layout.wider
         if args.baselines and not Path(args.baselines).is_dir():
             raise FileNotFoundError(f"baselines folder not found: {args.baselines}")
         gt_dir = Path(args.gt or Path(args.data) / "eval_tools" / "ground_truth")

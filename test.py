@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 from tqdm import tqdm
 
-from lib.config import add_config_args, config_from_args
+from lib.config import add_config_args, config_from_args, data_layout
 from lib.image_io import ImageError, read_image, write_image
 from lib.utils.atomic import atomic_folder, atomic_write_text
 from lib.utils.cli import first_line, one_line_warnings
@@ -26,7 +26,6 @@ from lib.video import FrameReader, VideoError, atomic_video, image_files
 from lib.visualize import draw_detections, format_detections
 from model.detector import BACKENDS, batched, build_detector, load_network
 
-DEFAULT_MODEL = "data/SSH_models/SSH.caffemodel"
 ONNX_PACKAGES = "onnx onnxruntime onnxscript"
 # Exit code when some images or frames failed and the others were done.
 SOME_FAILED = 1
@@ -45,8 +44,9 @@ def parse_args(argv):
     parser.add_argument("--dir", type=Path, help="detect in every image of this folder")
     parser.add_argument("--video", type=Path,
                         help="video file or folder of frames: write an annotated video and per-frame detections")
-    parser.add_argument("--model", type=Path, default=Path(DEFAULT_MODEL),
-                        help=f".caffemodel or .pth weights, or .onnx with --backend onnxruntime (default: {DEFAULT_MODEL})")
+    parser.add_argument("--model", type=Path,
+                        help=".caffemodel or .pth weights, or .onnx with --backend onnxruntime "
+                             "(default: <DATA_DIR>/SSH_models/SSH.caffemodel, DATA_DIR being data/)")
     parser.add_argument("--backend", choices=BACKENDS, default="pytorch", help="network runtime")
     parser.add_argument("--export-onnx", type=Path, metavar="PATH",
                         help="write the network of --model as ONNX (dynamic batch, height, width) and exit")
@@ -219,6 +219,8 @@ def main(argv=None):
     args = parse_args(argv)
     try:
         cfg = config_from_args(args)
+        official = args.model is None
+        args.model = args.model or data_layout(cfg.DATA_DIR).ssh_model
         device = parse_device(args.device)
         if args.export_onnx:
             export(args)
@@ -229,7 +231,7 @@ def main(argv=None):
         detector = build_detector(args.model, cfg, device, args.fast, backend=args.backend)
         return detect_video(args, detector) if args.video is not None else detect_images(args, detector)
     except FileNotFoundError as e:
-        hint = " Run `make demo` to download the official model." if args.model == Path(DEFAULT_MODEL) else ""
+        hint = " Run `make demo` to download the official model." if official else ""
         print(f"error: {e}.{hint}", file=sys.stderr)
         return 2
     except ImportError as e:

@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from lib.config import add_config_args, config_from_args, resume_config
+from lib.config import add_config_args, config_from_args, data_layout, resume_config
 from lib.datasets import training_roidb
 from lib.training import NonFiniteLoss, fit, seed_everything
 from lib.utils.checkpoint import snapshot_config
@@ -23,9 +23,6 @@ from lib.utils.cli import one_line_warnings
 from lib.utils.device import parse_device
 from lib.utils.lock import FolderLocked
 from model import SSH
-
-IMAGENET_MODEL = "data/imagenet_models/VGG16.caffemodel"
-
 
 def int_at_least(minimum):
     """argparse type: an int >= `minimum` (a wrong value is a usage error, exit code 2)."""
@@ -42,11 +39,12 @@ def int_at_least(minimum):
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description="Train SSH on WIDER FACE.")
-    parser.add_argument("--data", type=Path, default=Path("data/datasets/wider"),
-                        help="WIDER root holding WIDER_train/ and wider_face_split/")
-    parser.add_argument("--init", default=IMAGENET_MODEL,
-                        help=f"ImageNet VGG16 .caffemodel, or 'none' for Kaiming-initialised trunk "
-                             f"(experiments only; default: {IMAGENET_MODEL})")
+    parser.add_argument("--data", type=Path,
+                        help="WIDER root holding WIDER_train/ and wider_face_split/ (default: <DATA_DIR>/datasets/wider, "
+                             "DATA_DIR being data/)")
+    parser.add_argument("--init",
+                        help="ImageNet VGG16 .caffemodel, or 'none' for Kaiming-initialised trunk "
+                             "(experiments only; default: <DATA_DIR>/imagenet_models/VGG16.caffemodel)")
     parser.add_argument("--iters", type=int_at_least(1), help="number of SGD steps (default: TRAIN.MAX_ITERS)")
     parser.add_argument("--out", type=Path,
                         help="output folder (default: the --resume snapshot's folder, else output/<EXP_DIR>/wider_train)")
@@ -85,19 +83,24 @@ def error_text(e):
 def load_config(args):
     """The run's config: --cfg and --set over the defaults, or with --resume over the snapshot's config.
 
-    Prints each allowed override of a snapshot's setting. A bad file, key or value, or a refused
+    Prints each allowed override of a snapshot's setting, and fills --data and --init left out
+    with the paths of the official layout under DATA_DIR. A bad file, key or value, or a refused
     change, ends the process like an argparse error: one `error:` line, exit code 2.
     Shared by train.py and train_dist.py.
     """
+    notes = []
     try:
         if args.resume is None:
-            return config_from_args(args)
-        cfg, notes = resume_config(snapshot_config(args.resume), args.cfg, [tuple(p) for p in args.set])
+            cfg = config_from_args(args)
+        else:
+            cfg, notes = resume_config(snapshot_config(args.resume), args.cfg, [tuple(p) for p in args.set])
     except (OSError, KeyError, ValueError) as e:
         print(f"error: {error_text(e)}", file=sys.stderr)
         raise SystemExit(2) from None
     for note in notes:
         print(f"note: overriding the config of {args.resume}: {note}")
+    layout = data_layout(cfg.DATA_DIR)
+    args.data, args.init = args.data or layout.wider, args.init or str(layout.imagenet_model)
     return cfg
 
 

@@ -2,13 +2,17 @@
 
 `get_config()` returns a fresh EasyDict; nothing is read or mutated at import time. Library
 functions receive plain values taken from it by the scripts. Key names are the official ones,
-so the official YAML files (including their `!!python/tuple` tags) merge unchanged. Keys the
-official code defines but never reads are kept (marked "legacy") so such files still merge.
-`resume_config` rebuilds the config of a resumed run from the one its snapshot recorded.
+so the official YAML files (including their `!!python/tuple` tags) merge unchanged. Official keys
+this port accepts but never reads are listed, with the reason, in UNUSED_KEYS; setting one to another
+value than its default gives a ConfigWarning. `resume_config` rebuilds the config of a resumed run
+from the one its snapshot recorded; `data_layout` gives the default paths under DATA_DIR.
 """
 import ast
 import copy
 import json
+import warnings
+from pathlib import Path
+from types import SimpleNamespace
 
 import yaml
 from easydict import EasyDict
@@ -23,17 +27,16 @@ _DEFAULTS = {
         "MAX_SIZE": 1600,
         # Double the roidb with horizontally flipped copies.
         "USE_FLIPPED": True,
-        # Images per forward pass (single-image batches only, as officially).
+        # Images per forward pass (unused, UNUSED_KEYS: always 1, as officially).
         "IMS_PER_BATCH": 1,
-        # Legacy (Fast R-CNN RoI batch size): unused by SSH.
+        # Fast R-CNN RoI batch size and background thresholds (unused, UNUSED_KEYS).
         "BATCH_SIZE": 128,
-        # Legacy (Fast R-CNN background thresholds): unused by SSH.
         "BG_THRESH_HI": 0.5,
         "BG_THRESH_LOW": 0.0,
         # Snapshot every SNAPSHOT iterations (wider.yml: 1000); infix for snapshot names.
         "SNAPSHOT": 10000,
         "SNAPSHOT_INFIX": "",
-        # Pair landscape with landscape images (irrelevant at one image per forward).
+        # Pair landscape with landscape images (unused, UNUSED_KEYS: moot at one image per forward).
         "ASPECT_GROUPING": True,
         # Anchor labelling: IoU >= POSITIVE -> face, IoU < NEGATIVE -> background.
         "ANCHOR_POSITIVE_OVERLAP": 0.5,
@@ -42,18 +45,17 @@ _DEFAULTS = {
         "ANCHOR_FG_FRACTION": 0.25,
         # Labelled anchors per module and image.
         "ANCHORS_PER_BATCH": 256,
-        # Legacy training-proposal settings: no proposal layer runs during SSH training.
+        # Training-time proposal settings (unused, UNUSED_KEYS: no proposal layer runs in training).
         "NMS_THRESH": 0.3,
         "ANCHOR_N_PRE_NMS": 1000,
         "ANCHOR_N_POST_NMS": 300,
         "ANCHOR_MIN_SIZE": 4,
         # Keep the positives with the lowest face probability (OHEM) instead of random ones.
         "HARD_POSITIVE_MINING": True,
-        # Legacy: regression inside weights of positives; the official value [1, 1, 1, 1] is built in.
+        # Regression inside weights, example weighting, forced best anchors (unused, UNUSED_KEYS:
+        # the official layer's [1, 1, 1, 1], uniform weights and no forcing are built in).
         "BBOX_INSIDE_WEIGHTS": [1.0, 1.0, 1.0, 1.0],
-        # Legacy: -1 means uniform example weighting, the only mode the official layer uses.
         "POSITIVE_WEIGHT": -1.0,
-        # Legacy: the official layer never forces the best anchor of each gt to be positive.
         "FORCE_FG_FOR_EACH_GT": False,
         # --- solver (SSH/models/solver_ssh.prototxt, main_train.py); not in default_config.yml ---
         # Forward/backward passes accumulated per SGD step in one process. The official run
@@ -87,23 +89,23 @@ _DEFAULTS = {
         # Minimum box side (in original-image pixels, times im_scale on the blob); 0 disables.
         "ANCHOR_MIN_SIZE": 0,
     },
-    # Legacy: Caffe debug output switch.
+    # Caffe debug output switch (unused, UNUSED_KEYS).
     "DEBUG": False,
     # BGR means subtracted from each pixel.
     "PIXEL_MEANS": [[[102.9801, 115.9465, 122.7717]]],
     # Seed of numpy / torch random generators.
     "RNG_SEED": 3,
-    # Small constant guarding divisions.
+    # Small constant guarding divisions (unused, UNUSED_KEYS).
     "EPS": 1e-14,
-    # Root of datasets and weight files.
+    # Root of datasets and weight files: the scripts' default paths follow it (data_layout).
     "DATA_DIR": "data",
     # Command that runs the official MATLAB evaluation tool.
     "MATLAB": "matlab",
     # Experiment folder under output/.
     "EXP_DIR": "SSH",
-    # Legacy: NMS runs on the device of the tensors (torchvision on CUDA).
+    # GPU NMS switch and CUDA device index (unused, UNUSED_KEYS: NMS runs where the tensors are,
+    # the device comes from --device / --gpu).
     "USE_GPU_NMS": True,
-    # Default CUDA device index.
     "GPU_ID": 0,
 }
 
@@ -123,6 +125,49 @@ RESUME_OVERRIDABLE = {
     "DEBUG": "legacy, read by nothing",
     "USE_GPU_NMS": "legacy, read by nothing",
 }
+
+
+# Official keys this port accepts (so official YAML files merge) but does not read, with the reason.
+UNUSED_KEYS = {
+    "TRAIN.IMS_PER_BATCH": "one image per forward pass is built in, as officially (TRAIN.ITER_SIZE sets images per step)",
+    "TRAIN.BATCH_SIZE": "Fast R-CNN RoI batch size; SSH has no RoI stage",
+    "TRAIN.BG_THRESH_HI": "Fast R-CNN background threshold; SSH has no RoI stage",
+    "TRAIN.BG_THRESH_LOW": "Fast R-CNN background threshold; SSH has no RoI stage",
+    "TRAIN.ASPECT_GROUPING": "pairs images of one orientation, which is moot at one image per forward pass",
+    "TRAIN.NMS_THRESH": "training-time proposal setting; no proposal layer runs during SSH training",
+    "TRAIN.ANCHOR_N_PRE_NMS": "training-time proposal setting; no proposal layer runs during SSH training",
+    "TRAIN.ANCHOR_N_POST_NMS": "training-time proposal setting; no proposal layer runs during SSH training",
+    "TRAIN.ANCHOR_MIN_SIZE": "training-time proposal setting; no proposal layer runs during SSH training",
+    "TRAIN.BBOX_INSIDE_WEIGHTS": "the official target layer uses [1, 1, 1, 1] whatever it says; built in",
+    "TRAIN.POSITIVE_WEIGHT": "the official target layer weights examples uniformly (-1); built in",
+    "TRAIN.FORCE_FG_FOR_EACH_GT": "the official target layer never forces a best anchor per face; built in",
+    "DEBUG": "Caffe's debug output switch",
+    "EPS": "read by no official SSH layer",
+    "USE_GPU_NMS": "NMS runs where the tensors are: the Cython kernel on the CPU, torchvision on CUDA",
+    "GPU_ID": "the device is chosen with --device / --gpu",
+}
+
+
+class ConfigWarning(UserWarning):
+    """A config key was set to a value this port does not use (see UNUSED_KEYS)."""
+
+
+def warn_unused(cfg):
+    """ConfigWarning for each key of UNUSED_KEYS whose value in `cfg` differs from the default."""
+    defaults, values = flat_config(_DEFAULTS), flat_config(cfg)
+    for key, reason in UNUSED_KEYS.items():
+        if values[key] != defaults[key]:
+            warnings.warn(f"config key {key} = {values[key]!r} has no effect in this port: {reason}",
+                          ConfigWarning, stacklevel=3)
+
+
+def data_layout(data_dir):
+    """Default paths of the official data layout under DATA_DIR (data/README.md): the trained
+    `ssh_model`, the ImageNet `imagenet_model` and the `wider` dataset root."""
+    root = Path(data_dir)
+    return SimpleNamespace(ssh_model=root / "SSH_models" / "SSH.caffemodel",
+                           imagenet_model=root / "imagenet_models" / "VGG16.caffemodel",
+                           wider=root / "datasets" / "wider")
 
 
 class _ConfigLoader(yaml.SafeLoader):
@@ -217,6 +262,7 @@ def get_config(cfg_files=(), set_pairs=()):
         merge_yaml(cfg, path)
     for key, text in set_pairs:
         set_key(cfg, key, text)
+    warn_unused(cfg)
     return cfg
 
 

@@ -1,6 +1,8 @@
 """Config defaults equal the official default_config.yml; YAML merging, --set overrides, resume rules."""
 import argparse
 import json
+import re
+import warnings
 from pathlib import Path
 
 import pytest
@@ -249,3 +251,53 @@ def test_resume_overridable_keys_exist():
 def test_unparsable_set_value_is_a_value_error():
     with pytest.raises(ValueError, match=r"config key TRAIN.SCALES: cannot parse the value '\[1'"):
         set_key(get_config(), "TRAIN.SCALES", "[1")
+
+
+def test_unused_keys_are_listed_once_and_read_by_no_code():
+    """UNUSED_KEYS names official keys that exist in the defaults; no module outside lib/config.py
+    reads one (by its TRAIN./TEST. path or, for a leaf name no used key shares, by that name)."""
+    from lib.config import _DEFAULTS, UNUSED_KEYS
+
+    flat = flat_config(_DEFAULTS)
+    assert set(UNUSED_KEYS) <= set(flat)
+    used_leaves = {k.split(".")[-1] for k in flat if k not in UNUSED_KEYS}
+    sources = [p for folder in ("lib", "model") for p in (ROOT / folder).rglob("*.py")] + list(ROOT.glob("*.py"))
+    code = {p: p.read_text() for p in sources if p.name != "config.py"}
+    for key in UNUSED_KEYS:
+        leaf = key.split(".")[-1]
+        section = key.split(".")[0]
+        patterns = [rf"\b{section}\.{leaf}\b", rf"train_cfg\.{leaf}\b"] if "." in key else []
+        if leaf not in used_leaves:
+            patterns.append(rf"\.{leaf}\b|\[\s*['\"]{leaf}['\"]\s*\]")
+        readers = [str(p.relative_to(ROOT)) for p, text in code.items() if any(re.search(r, text) for r in patterns)]
+        assert readers == [], f"{key} is listed as unused but read in {readers}"
+
+
+def test_setting_an_unused_key_warns_and_the_official_configs_do_not():
+    from lib.config import ConfigWarning
+
+    with pytest.warns(ConfigWarning, match=r"TRAIN.FORCE_FG_FOR_EACH_GT = True has no effect in this port"):
+        get_config(set_pairs=[("TRAIN.FORCE_FG_FOR_EACH_GT", "True")])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        get_config([ROOT / "configs/wider.yml"])
+        get_config([ROOT / "configs/wider_pyramid.yml"])
+        get_config(set_pairs=[("TRAIN.FORCE_FG_FOR_EACH_GT", "False")])
+
+
+def test_data_dir_drives_the_default_paths_of_the_scripts(tmp_path, capsys):
+    import eval as eval_script
+    import test as test_script
+    import train as train_script
+    from lib.config import data_layout
+
+    layout = data_layout(tmp_path)
+    assert (layout.ssh_model, layout.imagenet_model, layout.wider) == (
+        tmp_path / "SSH_models/SSH.caffemodel", tmp_path / "imagenet_models/VGG16.caffemodel", tmp_path / "datasets/wider")
+    moved = ["--set", "DATA_DIR", str(tmp_path)]
+    assert test_script.main(moved) == 2
+    assert f"model file not found: {layout.ssh_model}. Run `make demo`" in capsys.readouterr().err
+    assert eval_script.main(moved) == 2
+    assert str(layout.wider / "eval_tools" / "ground_truth" / "wider_face_val.mat") in capsys.readouterr().err
+    assert train_script.main(moved) == 2
+    assert f"ImageNet model {layout.imagenet_model} not found" in capsys.readouterr().err
