@@ -17,6 +17,9 @@ MODULES = {
     "m2": ModuleGeometry(stride=16, scales=(4, 8), allowed_border=0),
     "m3": ModuleGeometry(stride=32, scales=(16, 32), allowed_border=512),
 }
+# Module names in head order: the keys of SSH.forward, the exported graph's outputs, the test merge.
+MODULE_NAMES = tuple(MODULES)
+
 BASE_SIZE = 16
 RATIOS = (1.0,)
 

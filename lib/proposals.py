@@ -2,11 +2,10 @@
 
 Turns one image's raw head outputs of one module into at most `top_n` scored boxes on the blob:
 decode every anchor with its deltas, clip to the blob, drop boxes under the minimum size, keep the
-best `top_n` by face probability. No NMS here; it runs once over all modules (lib/nms).
+best `top_n` by face probability. No NMS here; it runs once over all modules (lib/postprocess.py).
 """
 import torch
 
-from .anchors import module_anchors
 from .bbox import clip_boxes, decode, min_size_mask
 from .heads import face_probs, flat_deltas
 
@@ -16,7 +15,7 @@ def decode_proposals(anchors, cls_score, bbox_pred, blob_hw, min_size, top_n):
 
     cls_score: 1 x 2A x h x w logits, bbox_pred: 1 x 4A x h x w; blob_hw: (H, W) of the network input;
     min_size: minimum +1 box side on the blob (a number or 0-d tensor; None disables);
-    top_n: boxes kept (<= 0 keeps all). Traceable: ONNX export of the detector uses it too.
+    top_n: boxes kept (<= 0 keeps all). Traceable, for the exported detector (lib/postprocess.py).
     """
     scores = face_probs(cls_score)[0]
     boxes = clip_boxes(decode(anchors, flat_deltas(bbox_pred)[0].float()), *blob_hw)
@@ -27,9 +26,3 @@ def decode_proposals(anchors, cls_score, bbox_pred, blob_hw, min_size, top_n):
     scores, order = torch.topk(scores, k, sorted=True)
     return boxes[order], scores
 
-
-def module_proposals(module, cls_score, bbox_pred, blob_hw, min_size, top_n):
-    """decode_proposals with the cached anchors of module 'm1' | 'm2' | 'm3'; min_size 0 disables."""
-    h, w = cls_score.shape[-2:]
-    anchors = module_anchors(module, h, w, str(cls_score.device))
-    return decode_proposals(anchors, cls_score, bbox_pred, blob_hw, min_size if min_size > 0 else None, top_n)

@@ -12,14 +12,13 @@ import cv2
 import numpy as np
 import torch
 
+from lib.anchors import MODULE_NAMES
 from lib.blob import compute_scale, prep_image
-from lib.nms import nms
-from lib.proposals import module_proposals
+from lib.postprocess import SCORE_THRESH, PostProcess
 from lib.utils.device import default_device
 
 from .ssh import SSH
 
-MODULE_NAMES = ("m1", "m2", "m3")
 BACKENDS = ("pytorch", "onnxruntime")
 
 
@@ -37,41 +36,67 @@ def as_bgr(image):
     raise ValueError(f"expected an H x W grey, BGR or BGRA image, got shape {image.shape}")
 
 
-class Detector:
-    """SSH network plus the official test-time pipeline.
+def level_modules(scales, orig_size):
+    """The modules used on each test level: all of them on the single level of the single-scale test
+    (one target size in `scales`, or `orig_size`); in the pyramid test, all but M3 on the level of
+    the largest target size, as officially (docs/inference.md §5.3)."""
+    if orig_size or len(scales) == 1:
+        return (MODULE_NAMES,)
+    largest = max(scales)
+    return tuple(MODULE_NAMES[:2] if t == largest else MODULE_NAMES for t in scales)
 
-    test_cfg: cfg.TEST (SCALES, MAX_SIZE, ORIG_SIZE, PYRAMID_BASE_SIZE, NMS_THRESH, N_DETS_PER_MODULE,
-    ANCHOR_MIN_SIZE); pixel_means: BGR means; score_thresh: detections kept when score > it (official
-    test_net default 0.05). The network runs in channels_last memory format (same values to
+
+class Detector:
+    """SSH network plus the official test-time pipeline (docs/inference.md §5.2, §5.3).
+
+    net: an `SSH` or a module with its forward contract; pixel_means: BGR means (PIXEL_MEANS).
+    Test levels: scales (TEST.SCALES, target shorter sides; several make the pyramid test),
+    max_size (TEST.MAX_SIZE), pyramid_base_size (TEST.PYRAMID_BASE_SIZE), orig_size (TEST.ORIG_SIZE:
+    one level at scale 1). Post-processing, `post` (lib/postprocess.PostProcess): nms_thresh
+    (TEST.NMS_THRESH), top_n (TEST.N_DETS_PER_MODULE), min_size (TEST.ANCHOR_MIN_SIZE) and
+    score_thresh (kept when score > it; the official test_net's SCORE_THRESH = 0.05). `from_config`
+    reads them all from a config. The network runs in channels_last memory format (same values to
     float rounding, 1.2-1.6x faster on CPU); fast=True also runs it in reduced precision (bf16 on
     CPU, fp16 on CUDA). Decoding and NMS always run in float32.
     """
 
-    def __init__(self, net, test_cfg, pixel_means, device="cpu", score_thresh=0.05, fast=False):
+    def __init__(self, net, pixel_means, *, scales, max_size, pyramid_base_size, orig_size,
+                 nms_thresh, top_n, min_size, score_thresh, device="cpu", fast=False):
         self.device = torch.device(device)
         self.fast = fast
         self.net = net.to(self.device, memory_format=torch.channels_last).eval()
-        self.cfg = test_cfg
         self.pixel_means = np.asarray(pixel_means, dtype=np.float32).reshape(3)
-        self.score_thresh = score_thresh
+        self.test_scales = tuple(scales)
+        self.max_size = max_size
+        self.pyramid_base_size = tuple(pyramid_base_size)
+        self.orig_size = orig_size
+        self.post = PostProcess(nms_thresh, top_n, min_size, score_thresh,
+                                level_modules(self.test_scales, orig_size)).to(self.device)
+
+    @classmethod
+    def from_config(cls, net, cfg, device="cpu", fast=False, score_thresh=SCORE_THRESH):
+        """Detector with the TEST settings and PIXEL_MEANS of `cfg` (lib/config.py)."""
+        test = cfg.TEST
+        return cls(net, cfg.PIXEL_MEANS, scales=test.SCALES, max_size=test.MAX_SIZE,
+                   pyramid_base_size=test.PYRAMID_BASE_SIZE, orig_size=test.ORIG_SIZE,
+                   nms_thresh=test.NMS_THRESH, top_n=test.N_DETS_PER_MODULE, min_size=test.ANCHOR_MIN_SIZE,
+                   score_thresh=score_thresh, device=device, fast=fast)
 
     def scales(self, height, width):
         """[(scale, modules)] of the test levels for an image of height x width.
 
-        One level with all modules in the single-scale test; in the pyramid test, the base scale
-        bounds the image to PYRAMID_BASE_SIZE and level k is scaled by SCALES[k] / base; M3 is
-        left out of the largest level, as officially.
+        One level in the single-scale test; in the pyramid test, the base scale bounds the image to
+        pyramid_base_size and level k is scaled by scales[k] / base (modules: `level_modules`).
         """
-        cfg = self.cfg
-        if cfg.ORIG_SIZE:
-            return [(1.0, MODULE_NAMES)]
-        if len(cfg.SCALES) == 1:
-            return [(compute_scale(height, width, cfg.SCALES[0], cfg.MAX_SIZE), MODULE_NAMES)]
-        base_min, base_max = cfg.PYRAMID_BASE_SIZE
-        base = compute_scale(height, width, base_min, base_max)
-        largest = max(cfg.SCALES)
-        return [(base * t / base_min, MODULE_NAMES[:2] if t == largest else MODULE_NAMES)
-                for t in cfg.SCALES]
+        if self.orig_size:
+            values = [1.0]
+        elif len(self.test_scales) == 1:
+            values = [compute_scale(height, width, self.test_scales[0], self.max_size)]
+        else:
+            base_min, base_max = self.pyramid_base_size
+            base = compute_scale(height, width, base_min, base_max)
+            values = [base * t / base_min for t in self.test_scales]
+        return list(zip(values, self.post.level_modules))
 
     def _autocast(self):
         if not self.fast:
@@ -87,27 +112,14 @@ class Detector:
             heads = self.net(blob)
         return {m: (c.float(), b.float()) for m, (c, b) in heads.items()}
 
-    def candidates(self, heads, scale, blob_hw, modules=MODULE_NAMES):
-        """(boxes (M, 4) in original-image pixels, scores (M,)) of the given modules before NMS."""
-        min_size = self.cfg.ANCHOR_MIN_SIZE * scale
-        boxes, scores = zip(*(module_proposals(m, *heads[m], blob_hw, min_size, self.cfg.N_DETS_PER_MODULE)
-                              for m in modules))
-        return torch.cat(boxes) / scale, torch.cat(scores)
-
-    def select(self, boxes, scores):
-        """(N, 5) float32 detections: score > score_thresh, then NMS (IoU > NMS_THRESH suppressed)."""
-        keep = scores > self.score_thresh
-        boxes, scores = boxes[keep], scores[keep]
-        keep = nms(boxes, scores, self.cfg.NMS_THRESH)
-        return torch.cat([boxes[keep], scores[keep, None]], dim=1)
-
     def postprocess(self, heads, scale, image_hw):
         """(N, 5) detections in original pixels from one image's `SSH.forward` output.
 
         scale: blob size / original size; image_hw: (H, W) of the network input blob (im_info[:2]),
-        to which boxes are clipped before dividing by the scale.
+        to which boxes are clipped before dividing by the scale. Every module is used, whatever
+        the test levels.
         """
-        return self.select(*self.candidates(heads, scale, image_hw))
+        return self.post.select(*self.post.candidates(heads, scale, image_hw))
 
     def detect(self, images):
         """Detections for a uint8 grey/BGR/BGRA image, or a list of detections for a list of images.
@@ -127,15 +139,14 @@ class Detector:
             for level, (scale, _) in enumerate(levels[i]):
                 blob = prep_image(image, self.pixel_means, scale)
                 groups.setdefault(blob.shape[:2], []).append((i, level, blob))
-        candidates = [[None] * len(image_levels) for image_levels in levels]
+        inputs = [[None] * len(image_levels) for image_levels in levels]
         for blob_hw, group in groups.items():
             batch = torch.from_numpy(np.stack([blob.transpose(2, 0, 1) for *_, blob in group]))
             heads = self.forward(batch)
             for k, (i, level, _) in enumerate(group):
-                scale, modules = levels[i][level]
                 one = {m: (cls[k:k + 1], reg[k:k + 1]) for m, (cls, reg) in heads.items()}
-                candidates[i][level] = self.candidates(one, scale, blob_hw, modules)
-        return [self.select(*(torch.cat(t) for t in zip(*c))).cpu().numpy() for c in candidates]
+                inputs[i][level] = (one, levels[i][level][0], blob_hw)
+        return [self.post(image_inputs).cpu().numpy() for image_inputs in inputs]
 
     def detect_stream(self, images, batch_size=1):
         """Yield (image, detections) for each image of the iterable `images`, in order, taking
@@ -185,8 +196,8 @@ def load_network(model_path, backend="pytorch", device="cpu"):
     return net
 
 
-def build_detector(model_path, cfg, device=None, fast=False, score_thresh=0.05, backend="pytorch"):
+def build_detector(model_path, cfg, device=None, fast=False, score_thresh=SCORE_THRESH, backend="pytorch"):
     """Detector for the weights at `model_path` with the TEST settings and PIXEL_MEANS of `cfg`."""
     device = device or default_device()
     net = load_network(model_path, backend, device)
-    return Detector(net, cfg.TEST, cfg.PIXEL_MEANS, device, score_thresh, fast)
+    return Detector.from_config(net, cfg, device, fast, score_thresh)

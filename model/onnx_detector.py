@@ -1,10 +1,10 @@
 """ONNX export of the whole single-scale detector: image blob -> detections in one graph.
 
 `DetectionGraph` computes `Detector.postprocess(net(images), scale, (height, width))` in its forward
-with traceable tensor code: per module, anchors for the runtime feature-map size (lib/anchors), then
-lib/proposals.decode_proposals (face probabilities, decoding, clipping, the minimum-size filter, the
-top N_DETS_PER_MODULE by score); then the merge, division by the scale, score > 0.05 and one NMS with
-the official +1 areas (x2, y2 shifted by +1 before torchvision.ops.nms, as lib/nms does).
+with the same code, lib/postprocess.PostProcess: per module, anchors for the runtime feature-map
+size, decoding, clipping, the minimum-size filter and the top N_DETS_PER_MODULE by score
+(lib/proposals); then the merge, division by the scale, score > 0.05 and one NMS with the official
++1 areas (lib/nms, which shifts x2, y2 by +1 and, while exporting, calls torchvision.ops.nms).
 
 Uses torch.onnx.export's dynamo exporter at ONNX opset 18; torchvision::nms becomes ONNX
 NonMaxSuppression (suppresses IoU > threshold, float32 threshold). Graph contract: inputs "images"
@@ -17,14 +17,12 @@ import warnings
 from pathlib import Path
 
 import torch
-import torchvision
 from torch import nn
 
-from lib.anchors import MODULES, generate_anchors, shift_anchors
-from lib.proposals import decode_proposals
+from lib.postprocess import SCORE_THRESH, PostProcess
 from lib.utils.atomic import atomic_path
 
-from .onnx_export import MODULE_NAMES, OPSET, contiguous_copy
+from .onnx_export import OPSET, contiguous_copy
 
 INPUT_NAMES = ("images", "scale")
 OUTPUT_NAME = "detections"
@@ -36,36 +34,16 @@ class DetectionGraph(nn.Module):
     """`net` (an `SSH`) plus the single-scale post-processing of `Detector`, for one image.
 
     forward(images 1 x 3 x H x W, scale 0-d) -> (N, 5) detections. nms_thresh, top_n (<= 0 keeps all),
-    min_size (ANCHOR_MIN_SIZE in original pixels, 0 disables) and score_thresh as in `Detector`.
+    min_size (ANCHOR_MIN_SIZE in original pixels, 0 disables) and score_thresh as in `PostProcess`.
     """
 
-    def __init__(self, net, nms_thresh, top_n, min_size=0, score_thresh=0.05):
+    def __init__(self, net, nms_thresh, top_n, min_size=0, score_thresh=SCORE_THRESH):
         super().__init__()
         self.net = net
-        self.nms_thresh = nms_thresh
-        self.top_n = top_n
-        self.min_size = min_size
-        self.score_thresh = score_thresh
-        for m in MODULE_NAMES:
-            self.register_buffer(f"{m}_base", generate_anchors(scales=MODULES[m].scales), persistent=False)
-
-    def proposals(self, module, cls_score, bbox_pred, blob_hw, scale):
-        """(boxes (M, 4) on the blob, scores (M,)) of one module, as lib.proposals.module_proposals."""
-        h, w = cls_score.shape[-2:]
-        anchors = shift_anchors(getattr(self, f"{module}_base"), h, w, MODULES[module].stride)
-        min_size = self.min_size * scale if self.min_size > 0 else None
-        return decode_proposals(anchors, cls_score, bbox_pred, blob_hw, min_size, self.top_n)
+        self.post = PostProcess(nms_thresh, top_n, min_size, score_thresh)
 
     def forward(self, images, scale):
-        heads = self.net(images)
-        blob_hw = images.shape[-2:]
-        boxes, scores = zip(*(self.proposals(m, *heads[m], blob_hw, scale) for m in MODULE_NAMES))
-        boxes, scores = torch.cat(boxes) / scale, torch.cat(scores)
-        keep = scores > self.score_thresh
-        boxes, scores = boxes[keep], scores[keep]
-        shifted = torch.cat([boxes[:, :2], boxes[:, 2:] + 1], dim=1)
-        keep = torchvision.ops.nms(shifted, scores, self.nms_thresh)
-        return torch.cat([boxes[keep], scores[keep, None]], dim=1)
+        return self.post([(self.net(images), scale, images.shape[-2:])])
 
 
 def export_onnx_detector(net, path, test_cfg, example_hw=EXPORT_HW):

@@ -14,11 +14,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from lib.anchors import MODULE_NAMES
 from lib.utils.atomic import atomic_path
 
 OPSET = 18
 INPUT_NAME = "images"
-MODULE_NAMES = ("m1", "m2", "m3")
 OUTPUT_NAMES = tuple(f"{m}_{head}" for m in MODULE_NAMES for head in ("cls_score", "bbox_pred"))
 DYNAMIC_AXES = ("batch", "height", "width")
 # Input size traced at export; any other size runs the same graph.

@@ -11,7 +11,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .onnx_export import INPUT_NAME, MODULE_NAMES, OUTPUT_NAMES
+from lib.anchors import MODULE_NAMES
+
+from .onnx_export import INPUT_NAME, OUTPUT_NAMES
 
 
 def providers_for(device):

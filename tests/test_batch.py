@@ -47,7 +47,7 @@ def test_batch_groups_by_blob_size_and_matches_single_detection(net, device):
     cfg = get_config()
     cfg.TEST.ORIG_SIZE = True
     recorder = Recorder(net)
-    det = Detector(recorder, cfg.TEST, cfg.PIXEL_MEANS, device)
+    det = Detector.from_config(recorder, cfg, device=device)
     ims = images((64, 96), (97, 131), (64, 96), (64, 96))
     ims[2] = cv2.cvtColor(ims[2], cv2.COLOR_BGR2GRAY)  # grey images join the BGR ones
     out = det.detect(ims)
@@ -74,7 +74,7 @@ def test_pyramid_batch_matches_single_detection(net):
     cfg = get_config()
     cfg.TEST.update(SCALES=[48, 64], MAX_SIZE=-1, PYRAMID_BASE_SIZE=[64, 96])
     recorder = Recorder(net)
-    det = Detector(recorder, cfg.TEST, cfg.PIXEL_MEANS)
+    det = Detector.from_config(recorder, cfg)
     ims = images((64, 96), (64, 96), seed=1)
     out = det.detect(ims)
     assert recorder.shapes == [(2, 3, 48, 72), (2, 3, 64, 96)]  # each level batched across images
@@ -84,7 +84,7 @@ def test_pyramid_batch_matches_single_detection(net):
 def test_single_image_returns_an_array(net):
     cfg = get_config()
     cfg.TEST.ORIG_SIZE = True
-    det = Detector(net, cfg.TEST, cfg.PIXEL_MEANS)
+    det = Detector.from_config(net, cfg)
     (im,) = images((64, 96))
     one = det.detect(im)
     assert isinstance(one, np.ndarray) and one.shape[1] == 5
@@ -95,7 +95,7 @@ def test_stream_keeps_order_and_batch_size(net):
     cfg = get_config()
     cfg.TEST.ORIG_SIZE = True
     recorder = Recorder(net)
-    det = Detector(recorder, cfg.TEST, cfg.PIXEL_MEANS)
+    det = Detector.from_config(recorder, cfg)
     ims = images((64, 96), (64, 96), (64, 96), seed=2)
     pairs = list(det.detect_stream(iter(ims), batch_size=2))
     assert [p[0] is im for p, im in zip(pairs, ims)] == [True] * 3

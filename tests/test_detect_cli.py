@@ -20,7 +20,7 @@ def noise(shape, seed):
 def small_detector(net):
     cfg = get_config()
     cfg.TEST.update(SCALES=[64], MAX_SIZE=96)
-    return Detector(net, cfg.TEST, cfg.PIXEL_MEANS)
+    return Detector.from_config(net, cfg)
 
 
 def test_phone_photo_with_exif_orientation_is_detected_upright(random_checkpoint, tmp_path):

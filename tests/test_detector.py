@@ -14,7 +14,7 @@ from model.detector import Detector, as_bgr
 def make_detector(device, **test_overrides):
     cfg = get_config()
     cfg.TEST.update(test_overrides)
-    return Detector(torch.nn.Identity(), cfg.TEST, cfg.PIXEL_MEANS, device)
+    return Detector.from_config(torch.nn.Identity(), cfg, device=device)
 
 
 def low_heads(device, blob_hw=(16, 24)):
@@ -40,11 +40,11 @@ def test_decode_one_anchor_by_hand(device):
 
 
 def test_score_threshold_is_strict():
-    """select keeps score > 0.05: a score equal to float32(0.05) goes, the next float32 up stays."""
+    """PostProcess.select keeps score > 0.05: float32(0.05) goes, the next float32 up stays."""
     at = np.float32(0.05)
     above, below = np.nextafter(at, np.float32(1)), np.nextafter(at, np.float32(0))
     boxes = torch.tensor([[0.0, 0, 9, 9], [20.0, 0, 29, 9], [40.0, 0, 49, 9]])  # disjoint: NMS keeps all
-    dets = make_detector("cpu").select(boxes, torch.tensor([at, above, below]))
+    dets = make_detector("cpu").post.select(boxes, torch.tensor([at, above, below]))
     assert dets.tolist() == [[20, 0, 29, 9, float(above)]]
 
 
@@ -83,7 +83,7 @@ def test_nms_runs_across_modules(device):
     # IoU(m1, m2) = 16 * 16 / (24 * 16) = 0.667 > 0.3: only the m1 box survives
     dets = det.postprocess(heads, 1.0, (16, 24)).cpu()
     assert dets[:, :4].tolist() == [[8, 0, 23, 15]] and dets[:, 4].tolist() == pytest.approx([0.8808], abs=1e-4)
-    det.cfg.NMS_THRESH = 0.7  # m2 survives m1 (0.667), m3 equals m2 (IoU 1) and goes
+    det = make_detector(device, NMS_THRESH=0.7)  # m2 survives m1 (0.667), m3 equals m2 (IoU 1) and goes
     dets = det.postprocess(heads, 1.0, (16, 24)).cpu()
     assert dets[:, 4].tolist() == pytest.approx([0.8808, 0.7311], abs=1e-4)
 
@@ -93,7 +93,7 @@ def test_top_n_per_module(device):
     face = torch.linspace(1, 2, 12, device=device)  # anchor k = (y * 3 + x) * 2 + a gets face[k]
     heads["m1"][0][0, 2:] = face.reshape(2, 3, 2).permute(2, 0, 1)
     det = make_detector(device, N_DETS_PER_MODULE=3)
-    _, scores = det.candidates(heads, 1.0, (16, 24))
+    _, scores = det.post.candidates(heads, 1.0, (16, 24))
     assert len(scores) == 3 + 3 + 2  # m1 12 -> 3, m2 4 -> 3, m3 2 anchors
     assert scores[:3].tolist() == pytest.approx(torch.sigmoid(face[[11, 10, 9]]).tolist())
 
@@ -103,6 +103,29 @@ def test_pyramid_levels_match_the_spec():
     levels = det.scales(768, 1024)
     assert [round(s, 4) for s, _ in levels] == [0.651, 1.0417, 1.5625, 2.0833]
     assert [m for _, m in levels] == [("m1", "m2", "m3")] * 3 + [("m1", "m2")]
+
+
+def test_from_config_passes_each_test_key_as_a_plain_value():
+    cfg = get_config()
+    cfg.TEST.update(SCALES=[300, 500], MAX_SIZE=700, PYRAMID_BASE_SIZE=[400, 600], NMS_THRESH=0.4,
+                    N_DETS_PER_MODULE=7, ANCHOR_MIN_SIZE=3)
+    det = Detector.from_config(torch.nn.Identity(), cfg, score_thresh=0.25)
+    post = det.post
+    assert (det.test_scales, det.max_size, det.pyramid_base_size) == ((300, 500), 700, (400, 600))
+    assert det.orig_size is False
+    assert (post.nms_thresh, post.top_n, post.min_size, post.score_thresh) == (0.4, 7, 3, 0.25)
+    assert post.level_modules == (("m1", "m2", "m3"), ("m1", "m2"))
+    explicit = Detector(torch.nn.Identity(), cfg.PIXEL_MEANS, scales=[300, 500], max_size=700,
+                        pyramid_base_size=[400, 600], orig_size=False, nms_thresh=0.4, top_n=7, min_size=3,
+                        score_thresh=0.25)
+    assert explicit.scales(480, 640) == det.scales(480, 640)
+    assert make_detector("cpu", SCALES=[300, 500], ORIG_SIZE=True).post.level_modules == (("m1", "m2", "m3"),)
+
+
+def test_postprocess_takes_one_input_per_test_level():
+    det = make_detector("cpu", SCALES=[48, 64], MAX_SIZE=-1, PYRAMID_BASE_SIZE=[64, 96])
+    with pytest.raises(ValueError, match="expected 2 test level"):
+        det.post([(low_heads("cpu"), 1.0, (16, 24))])
 
 
 def test_single_scale_and_orig_size():
@@ -133,7 +156,7 @@ def test_detect_any_image_size_and_kind(device, shape):
     torch.manual_seed(0)
     cfg = get_config()
     cfg.TEST.update(SCALES=[64], MAX_SIZE=96)
-    det = Detector(SSH(), cfg.TEST, cfg.PIXEL_MEANS, device)
+    det = Detector.from_config(SSH(), cfg, device=device)
     image = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
     dets = det.detect(image)
     h, w = shape[:2]
@@ -183,7 +206,7 @@ def test_pyramid_detect_leaves_m3_out_of_the_largest_level():
     net = StubNet(fire)
     cfg = get_config()
     cfg.TEST.update(SCALES=[50, 80, 120, 160], MAX_SIZE=-1, PYRAMID_BASE_SIZE=[80, 120], NMS_THRESH=1.0)
-    dets = Detector(net, cfg.TEST, cfg.PIXEL_MEANS).detect(np.zeros((60, 80, 3), np.uint8))
+    dets = Detector.from_config(net, cfg).detect(np.zeros((60, 80, 3), np.uint8))
     # base = 80 / 60 (round(80 * 4 / 3) = 107 <= 120); levels s = base * t / 80 = 5/6, 4/3, 2, 8/3:
     # blobs 50 x 67, 80 x 107, 120 x 160, 160 x 213 (round to nearest).
     assert [tuple(b.shape) for b in net.blobs] == [(1, 3, 50, 67), (1, 3, 80, 107), (1, 3, 120, 160),
@@ -210,7 +233,7 @@ def test_network_input_is_bgr_minus_the_means(orig_size):
     net = StubNet()
     cfg = get_config()
     cfg.TEST.update(ORIG_SIZE=orig_size, SCALES=[30], MAX_SIZE=1000)  # scale 30 / 20 = 1.5 when resized
-    Detector(net, cfg.TEST, cfg.PIXEL_MEANS).detect(image)
+    Detector.from_config(net, cfg).detect(image)
     (blob,) = net.blobs
     means = np.float32([102.9801, 115.9465, 122.7717])  # docs/training.md §4.3, B, G, R
     expected = image.astype(np.float32) - means
@@ -238,8 +261,8 @@ def test_fast_detections_match_fp32(device):
     cfg = get_config()
     cfg.TEST.ORIG_SIZE = True
     image = np.random.default_rng(8).integers(0, 256, (96, 128, 3), dtype=np.uint8)
-    ref = torch.from_numpy(Detector(net, cfg.TEST, cfg.PIXEL_MEANS, device).detect(image))
-    fast = torch.from_numpy(Detector(net, cfg.TEST, cfg.PIXEL_MEANS, device, fast=True).detect(image))
+    ref = torch.from_numpy(Detector.from_config(net, cfg, device=device).detect(image))
+    fast = torch.from_numpy(Detector.from_config(net, cfg, device=device, fast=True).detect(image))
     top = ref[:10]
     assert len(top) == 10 and len(fast) > 0
     close = (top[:, None, 4] - fast[None, :, 4]).abs() <= 0.01
@@ -262,8 +285,8 @@ def test_fast_runs_the_network_in_bfloat16_on_the_cpu_and_decodes_in_float32():
     cfg = get_config()
     cfg.TEST.update(SCALES=[64], MAX_SIZE=96)
     image = np.zeros((48, 64, 3), np.uint8)
-    Detector(Recorder(), cfg.TEST, cfg.PIXEL_MEANS, fast=True).detect(image)
-    Detector(Recorder(), cfg.TEST, cfg.PIXEL_MEANS).detect(image)
+    Detector.from_config(Recorder(), cfg, fast=True).detect(image)
+    Detector.from_config(Recorder(), cfg).detect(image)
     assert seen[0] == (True, torch.bfloat16) and seen[1][0] is False
 
 
@@ -272,4 +295,4 @@ def test_build_detector_keeps_the_official_test_threshold(random_checkpoint):
     from model.detector import build_detector
 
     _, pth = random_checkpoint
-    assert build_detector(pth, get_config(), "cpu").score_thresh == 0.05
+    assert build_detector(pth, get_config(), "cpu").post.score_thresh == 0.05

@@ -91,7 +91,7 @@ def test_training_from_scratch_finds_the_face(photo, tmp_path, device):
     cfg = get_config(set_pairs=[("TEST.SCALES", f"[{SCALE}]")])
 
     torch.manual_seed(cfg.RNG_SEED)  # the network train.py starts from
-    untrained = Detector(SSH(), cfg.TEST, cfg.PIXEL_MEANS, device)
+    untrained = Detector.from_config(SSH(), cfg, device=device)
     assert not any(evaluate(untrained, im, face)[1] for im, face in views)
 
     rc = train.main(["--data", str(photo), "--init", "none", "--device", device.type, "--workers", "0",
@@ -101,7 +101,7 @@ def test_training_from_scratch_finds_the_face(photo, tmp_path, device):
     assert rc == 0
     net = SSH()
     net.load_checkpoint(tmp_path / f"SSH_iter_{ITERS}.pth")
-    detector = Detector(net, cfg.TEST, cfg.PIXEL_MEANS, device)
+    detector = Detector.from_config(net, cfg, device=device)
     results = [evaluate(detector, im, face) for im, face in views]
     assert sum(r for r, _ in results) / len(results) >= 0.8
     assert all(top for _, top in results)

@@ -69,8 +69,8 @@ def test_onnxruntime_detector_matches_pytorch(exported, device):
     cfg = get_config()
     cfg.TEST.SCALES, cfg.TEST.MAX_SIZE = [150], 1000  # images are resized, as in a real test
     image = np.random.default_rng(1).integers(0, 256, (97, 131, 3), dtype=np.uint8)
-    ref = Detector(net, cfg.TEST, cfg.PIXEL_MEANS, device).detect(image)
-    out = Detector(OnnxSSH.from_file(path, device), cfg.TEST, cfg.PIXEL_MEANS, device).detect(image)
+    ref = Detector.from_config(net, cfg, device=device).detect(image)
+    out = Detector.from_config(OnnxSSH.from_file(path, device), cfg, device=device).detect(image)
     assert len(ref) > 10 and out.shape == ref.shape
     np.testing.assert_allclose(out[:, 4], ref[:, 4], rtol=0, atol=1e-5)
     np.testing.assert_allclose(out[:, :4], ref[:, :4], rtol=0, atol=1e-2)
@@ -132,7 +132,7 @@ def test_export_of_a_channels_last_network(exported, tmp_path):
     net = SSH().eval()
     net.load_state_dict(exported[0].state_dict())
     cfg = get_config()
-    Detector(net, cfg.TEST, cfg.PIXEL_MEANS, "cpu")
+    Detector.from_config(net, cfg, device="cpu")
     path = export_onnx(net, tmp_path / "cl.onnx")
     errors, _ = relative_errors(net, OnnxSSH.from_file(path, "cpu"), torch.randn(1, 3, 97, 131) * 50)
     assert max(errors.values()) <= 1e-4, errors

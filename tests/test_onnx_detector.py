@@ -39,7 +39,7 @@ def run_both(exported, h, w, scale, device):
     """(ONNX Runtime detections, Detector.postprocess detections, Detector) for a random h x w blob."""
     net, _, cfg, session = exported
     blob = torch.randn(1, 3, h, w, generator=torch.Generator().manual_seed(h)) * 60
-    detector = Detector(net, cfg.TEST, cfg.PIXEL_MEANS, device)
+    detector = Detector.from_config(net, cfg, device=device)
     ref = detector.postprocess(detector.forward(blob), scale, (h, w)).cpu().numpy()
     out, = session.run([OUTPUT_NAME], {"images": blob.numpy(), "scale": np.array(scale, np.float32)})
     return out, ref, detector, blob
@@ -66,15 +66,15 @@ def test_min_size_filter_and_plus_one_nms_decide_the_output(exported, device):
     minimum size removes candidates; no two kept boxes overlap by more than NMS_THRESH (+1 areas)."""
     h, w, scale = CASES[1]
     out, ref, detector, blob = run_both(exported, h, w, scale, device)
-    boxes, scores = detector.candidates(detector.forward(blob), scale, (h, w))
-    keep = scores > detector.score_thresh
+    boxes, scores = detector.post.candidates(detector.forward(blob), scale, (h, w))
+    keep = scores > detector.post.score_thresh
     boxes, scores = boxes[keep], scores[keep]
-    plain = torchvision.ops.nms(boxes, scores, detector.cfg.NMS_THRESH)
+    plain = torchvision.ops.nms(boxes, scores, detector.post.nms_thresh)
     assert len(plain) != len(out)
-    official = Detector(exported[0], get_config().TEST, detector.pixel_means, device)  # ANCHOR_MIN_SIZE 0
+    official = Detector.from_config(exported[0], get_config(), device=device)  # ANCHOR_MIN_SIZE 0
     assert len(official.postprocess(official.forward(blob), scale, (h, w))) != len(ref)
     iou = box_iou(*[torch.from_numpy(out[:, :4])] * 2).fill_diagonal_(0)
-    assert iou.max() <= detector.cfg.NMS_THRESH
+    assert iou.max() <= detector.post.nms_thresh
 
 
 def test_export_to_unwritable_path_exits_2_and_leaves_nothing(exported, tmp_path, capsys):

@@ -103,7 +103,7 @@ def test_cli_video_writes_annotated_video_and_per_frame_detections(random_checkp
     assert [p.name for p in texts] == [f"{k:06d}.txt" for k in range(5)]
     cfg = get_config()
     cfg.TEST.ORIG_SIZE = True
-    det = Detector(net, cfg.TEST, cfg.PIXEL_MEANS)
+    det = Detector.from_config(net, cfg)
     for text, (_, frame) in zip(texts, FrameReader(clip)):  # the same frames, detected one at a time
         ref = det.detect(frame)
         got = np.loadtxt(text, ndmin=2)

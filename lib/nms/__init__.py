@@ -3,7 +3,9 @@
 Both kernels see boxes with x2, y2 shifted by +1 (turning plain areas into +1 areas) and compare
 the float32 IoU with the float32 threshold, as the official GPU kernel does. CUDA tensors go to
 torchvision.ops.nms; CPU tensors go to the Cython kernel built by `make -C lib`, about 2x faster
-there (python3 -m lib.nms.benchmark). Both return identical keeps (tests/test_nms.py).
+there (python3 -m benchmarks nms). Both return identical keeps (tests/test_nms.py). While
+torch.export / torch.onnx trace, torchvision.ops.nms serves every device: it is the one that traces
+(to ONNX NonMaxSuppression, which also suppresses IoU > threshold in float32).
 """
 import numpy as np
 import torch
@@ -16,10 +18,9 @@ except ImportError:  # not built yet: torchvision serves the CPU too
 
 
 def _plus_one(boxes):
-    """float32 boxes with x2, y2 shifted by +1."""
-    shifted = boxes.to(torch.float32, copy=True)
-    shifted[:, 2:] += 1
-    return shifted
+    """float32 boxes with x2, y2 shifted by +1 (out of place: exports without a ScatterND)."""
+    boxes = boxes.float()
+    return torch.cat([boxes[:, :2], boxes[:, 2:] + 1], dim=1)
 
 
 def _float32(x):
@@ -43,6 +44,6 @@ def nms_cython(boxes, scores, thresh):
 
 def nms(boxes, scores, thresh):
     """Indices of `boxes` (N, 4) kept by greedy NMS, by descending `scores` (N,)."""
-    if boxes.is_cuda or _cpu_nms_sorted is None:
+    if boxes.is_cuda or _cpu_nms_sorted is None or torch.compiler.is_compiling():
         return nms_torchvision(boxes, scores, thresh)
     return nms_cython(boxes, scores, thresh)
