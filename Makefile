@@ -38,15 +38,12 @@ fetch-imagenet: setup
 	$(PY) -m model.weights imagenet
 
 benchmark: setup
-	$(PY) -m model.benchmark --fast
-	$(PY) -m model.deploy_benchmark
-	$(PY) -m model.train_benchmark
-	$(PY) -m lib.nms.benchmark
+	$(PY) -m benchmarks all
 
 # On a CUDA machine: the test suite on the GPU, then the benchmarks.
 gpu-check: setup
 	SSH_TEST_DEVICE=cuda $(PY) -m pytest -q -x
-	$(PY) -m model.benchmark --device cuda
+	$(PY) -m benchmarks detect --device cuda
 
 clean:
 	$(MAKE) -s -C lib clean

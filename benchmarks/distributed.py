@@ -1,4 +1,6 @@
-"""Scaling of train_dist.py's SGD step over processes: python3 -m model.dist_benchmark [--device cuda].
+"""Scaling of train_dist.py's SGD step over processes: seconds per step, averaging time, images/s.
+
+    python3 -m benchmarks distributed [--device cuda] [--procs 1 2 4] [--size 128x160] [--smoke]
 
 For each process count N in --procs, N processes on this machine (gloo on CPU, nccl on CUDA, one
 GPU each) run lib.training.train_step with the all-reduce average of train_dist.py at a fixed number
@@ -8,10 +10,8 @@ Reports the median seconds per step after one warm-up step, the part spent avera
 (waiting for the slowest rank included), images/s, and the speed-up of images/s over the first
 count with its scaling efficiency (speed-up / relative process count).
 """
-import argparse
 import socket
 import statistics
-import time
 
 import torch
 import torch.multiprocessing as mp
@@ -21,20 +21,17 @@ from lib.solver import CaffeSGD
 from lib.training import image_losses, train_step
 from lib.utils.distributed import (Launch, all_reduce_mean, broadcast_module, init_distributed, pick_device,
                                    split_iter_size)
+from model.ssh import SSH
 
-from .ssh import SSH
-from .train_benchmark import random_faces
+from .utils import Stopwatch, benchmark_parser, cpu_name, hw, parse_args, random_faces, seconds
+
+SMOKE = {"procs": [2], "size": "64x64", "images_per_step": 2, "steps": 1}
 
 
 def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _worker(rank, world_size, port, args, results):
@@ -50,7 +47,7 @@ def _worker(rank, world_size, port, args, results):
         broadcast_module(net)
         optimizer = CaffeSGD(net.param_groups(train_cfg.BASE_LR, train_cfg.WEIGHT_DECAY), lr=train_cfg.BASE_LR,
                              momentum=train_cfg.MOMENTUM)
-        height, width = (int(v) for v in args.size.split("x"))
+        height, width = hw(args.size)
         gen = torch.Generator().manual_seed(rank)
         item = {"data": torch.randn(3, height, width, generator=gen) * 50,
                 "gt_boxes": random_faces(20, height, width, gen, hi=min(300, height, width) - 1)}
@@ -58,20 +55,15 @@ def _worker(rank, world_size, port, args, results):
         averaging = [0.0]
 
         def average(tensors):
-            _sync(device)
-            start = time.perf_counter()
-            all_reduce_mean(tensors)
-            _sync(device)
-            averaging[0] += time.perf_counter() - start
+            averaging[0] += seconds(lambda: all_reduce_mean(tensors), device)
 
         steps = []
         for _ in range(args.steps + 1):
             averaging[0] = 0.0
             torch.distributed.barrier()
-            start = time.perf_counter()
+            clock = Stopwatch(device)
             train_step(optimizer, items, lambda it: image_losses(net, it, train_cfg, device), average=average)
-            _sync(device)
-            steps.append((time.perf_counter() - start, averaging[0]))
+            steps.append((clock.lap(), averaging[0]))
         if rank == 0:
             results.put([statistics.median(v) for v in zip(*steps[1:])])
     finally:
@@ -85,16 +77,17 @@ def measure(procs, args):
     return results.get(timeout=10)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv=None):
+    parser = benchmark_parser(__name__, __doc__)
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--procs", type=int, nargs="+", default=[1, 2], help="process counts to time")
     parser.add_argument("--size", default="128x160", help="blob size HxW (default 128x160)")
     parser.add_argument("--images-per-step", type=int, default=8, help="images per SGD step over all ranks")
     parser.add_argument("--steps", type=int, default=3, help="timed steps (after one warm-up step)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
-    args = parser.parse_args()
-    name = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {args.threads} thread(s) per process"
+    args = parse_args(parser, argv, SMOKE)
+    name = (torch.cuda.get_device_name() if args.device == "cuda"
+            else f"{cpu_name()}, {args.threads} thread(s) per process")
     print(f"{args.device} ({name}), torch {torch.__version__}, blob {args.size}, "
           f"{args.images_per_step} images per step, median of {args.steps} steps")
     print(f"{'procs':>5} {'img/rank':>8} {'s/step':>8} {'averaging s':>11} {'img/s':>7} {'speed-up':>8} "
@@ -109,6 +102,3 @@ def main():
         print(f"{procs:5d} {per_rank:8d} {step:8.3f} {averaging:11.4f} {rate:7.2f} {speed_up:8.2f} "
               f"{speed_up * base[0] / procs:10.0%}")
 
-
-if __name__ == "__main__":
-    main()

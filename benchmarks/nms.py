@@ -1,10 +1,15 @@
-"""NMS timing of the Cython kernel vs torchvision on this machine: python3 -m lib.nms.benchmark."""
-import argparse
-import time
+"""NMS timing of the Cython kernel vs torchvision on this machine: mean milliseconds per call.
+
+    python3 -m benchmarks nms [--sizes 300 1000 3000 11000] [--repeats 20] [--smoke]
+"""
 
 import torch
 
 from lib.nms import nms_cython, nms_torchvision
+
+from .utils import benchmark_parser, parse_args, seconds
+
+SMOKE = {"sizes": [300, 1000], "repeats": 2}
 
 
 def random_boxes(n, generator):
@@ -14,11 +19,11 @@ def random_boxes(n, generator):
     return torch.cat([xy, xy + wh], 1), torch.rand(n, generator=generator)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__)
+def main(argv=None):
+    parser = benchmark_parser(__name__, __doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=[300, 1000, 3000, 11000])
     parser.add_argument("--repeats", type=int, default=20)
-    args = parser.parse_args()
+    args = parse_args(parser, argv, SMOKE)
     g = torch.Generator().manual_seed(0)
     print(f"{'boxes':>6} {'cython ms':>10} {'torchvision ms':>15}")
     for n in args.sizes:
@@ -26,12 +31,7 @@ def main():
         row = []
         for impl in (nms_cython, nms_torchvision):
             impl(boxes, scores, 0.3)
-            t = time.perf_counter()
-            for _ in range(args.repeats):
-                impl(boxes, scores, 0.3)
-            row.append((time.perf_counter() - t) / args.repeats * 1e3)
+            total = seconds(lambda: [impl(boxes, scores, 0.3) for _ in range(args.repeats)])
+            row.append(total / args.repeats * 1e3)
         print(f"{n:>6} {row[0]:>10.2f} {row[1]:>15.2f}")
 
-
-if __name__ == "__main__":
-    main()

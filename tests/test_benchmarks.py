@@ -1,0 +1,76 @@
+"""benchmarks/: every benchmark runs at its --smoke size and prints its numbers; `all` and --list."""
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+from benchmarks.__main__ import BENCHMARKS, main
+
+ROOT = Path(__file__).resolve().parents[1]
+F = r"\d+\.\d+"
+# benchmark: (options added to --smoke, lines its output must hold)
+SMOKE_RUNS = {
+    "detect": (["--fast"], [rf"^reference 3x3 conv 512->512 @10x15: {F} GFLOP/s fp32, {F} GFLOP/s bfloat16$",
+                            rf"^ fp32      64x96 +{F} +{F}\.\.{F} +{F}% +{F} +\d+% +\d+$",
+                            rf"^ fast      64x96 +{F} +{F}\.\.{F} +{F}% +{F} +\d+% +\d+$",
+                            r"64x96 fast-mode head drift \(max\|diff\|/max\|value\|\): \d\.\d\de-\d\d$"]),
+    "deploy": ([], [rf"^ +64x96 +{F} +{F} +{F}x +\d\.\d\de-\d\d$", r"^batched detection at 64x96, images/s$",
+                    rf"^ +2 +{F} +{F}$"]),
+    "train": ([], [rf"^ +64x96( +{F}){{6}}$",
+                   rf"^loader \(generated JPEGs, scale 1200/1600\), 1 workers: {F} images/s, {F} images/s per "
+                   r"worker$"]),
+    "distributed": ([], [rf"^ +2 +1 +{F} +{F} +{F} +1\.00 +100%$"]),
+    "targets": ([], [rf"^  10 faces  anchor_targets m1 \(60000 anchors\): +{F} ms$",
+                     rf"^1000 faces  ssh_losses \(targets \+ 6 losses\): +{F} ms$"]),
+    "nms": ([], [rf"^ +1000 +{F} +{F}$"]),
+    "loader": ([], [rf"^0 workers: {F} images/s per worker \({F} ms/image: decode {F} ms, "
+                    rf"flip/mean/resize/tensor {F} ms\)$"]),
+    "evaluation": ([], [r"^images 20, detections 760$",
+                        rf"^ground truth {F} s, reading {F} s, evaluation {F} s, total {F} s$",
+                        rf"^easy {F}  medium {F}  hard {F}$"]),
+}
+
+
+def test_every_benchmark_has_a_smoke_run():
+    assert list(SMOKE_RUNS) == list(BENCHMARKS)
+
+
+@pytest.mark.parametrize("name", SMOKE_RUNS)
+def test_smoke_run_prints_numbers(name, capsys):
+    options, lines = SMOKE_RUNS[name]
+    with torch.random.fork_rng():
+        assert main([name, "--smoke", *options]) == 0
+    out = capsys.readouterr().out
+    for line in lines:
+        assert re.search(line, out, re.M), f"{name}: no line matches {line!r} in:\n{out}"
+
+
+def test_list_names_every_benchmark_with_a_line(capsys):
+    assert main(["--list"]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert [row.split()[0] for row in rows] == list(BENCHMARKS)
+    assert all(len(row.split()) > 3 for row in rows)
+
+
+def test_all_runs_each_benchmark_in_its_own_process_and_reports_failures(monkeypatch, capsys):
+    commands = []
+
+    def fake_run(command, cwd):
+        commands.append(command[1:])
+        return subprocess.CompletedProcess(command, 1 if command[3] == "nms" else 0)
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    assert main(["all", "--smoke"]) == 1
+    assert commands == [["-m", "benchmarks", name, *options, "--smoke"] for name, options in BENCHMARKS.items()]
+    out = capsys.readouterr().out
+    assert re.search(r"^nms +FAILED \(exit 1\) +\d+\.\d s$", out, re.M)
+    assert re.search(r"^detect +ok +\d+\.\d s$", out, re.M)
+
+
+def test_the_library_and_scripts_do_not_import_benchmarks():
+    files = [*ROOT.glob("lib/**/*.py"), *ROOT.glob("model/**/*.py"), *ROOT.glob("*.py")]
+    importers = [str(f.relative_to(ROOT)) for f in files
+                 if re.search(r"^\s*(from|import) benchmarks\b", f.read_text(), re.M)]
+    assert importers == []
