@@ -24,7 +24,8 @@ from lib.utils.cli import first_line, one_line_warnings
 from lib.utils.device import parse_device
 from lib.video import FrameReader, VideoError, atomic_video, image_files
 from lib.visualize import draw_detections, format_detections
-from model.detector import BACKENDS, batched, build_detector, load_network
+from model.detector import batched, build_detector
+from model.weights.loading import BACKENDS, load_network
 
 ONNX_PACKAGES = "onnx onnxruntime onnxscript"
 # Exit code when some images or frames failed and the others were done.
@@ -99,7 +100,7 @@ def output_stems(paths):
 
 def export(args):
     """Write the network of --model to --export-onnx."""
-    from model.onnx_export import export_onnx
+    from model.deploy.onnx_export import export_onnx
 
     path = export_onnx(load_network(args.model), args.export_onnx)
     print(f"{args.model} -> {path} (ONNX, dynamic batch x 3 x height x width)")
@@ -107,7 +108,7 @@ def export(args):
 
 def export_detector(args, cfg):
     """Write the network of --model with the TEST decoding and NMS of `cfg` to --export-onnx-detector."""
-    from model.onnx_detector import export_onnx_detector
+    from model.deploy.onnx_detector import export_onnx_detector
 
     path = export_onnx_detector(load_network(args.model), args.export_onnx_detector, cfg.TEST)
     print(f"{args.model} -> {path} (ONNX, 1 x 3 x height x width blob and scale -> N x 5 detections)")

@@ -23,6 +23,7 @@ from lib.utils.cli import one_line_warnings
 from lib.utils.device import parse_device
 from lib.utils.lock import FolderLocked
 from model import SSH
+from model.weights.loading import load_imagenet_init
 
 def int_at_least(minimum):
     """argparse type: an int >= `minimum` (a wrong value is a usage error, exit code 2)."""
@@ -64,12 +65,7 @@ def build_network(init):
     """SSH with the ImageNet trunk of `init` (a VGG16 .caffemodel) or, for 'none', the Kaiming init."""
     net = SSH()
     if init != "none":
-        if not Path(init).is_file():
-            raise FileNotFoundError(
-                f"ImageNet model {init} not found. Fetch it with `make fetch-imagenet` "
-                f"(python3 -m model.weights imagenet), or pass --init none to train from a Kaiming-initialised "
-                f"trunk (experiments only: far from the official results)")
-        print(f"{init}: {net.load_caffemodel(init, strict=False)}")
+        print(f"{init}: {load_imagenet_init(net, init)}")
     return net
 
 

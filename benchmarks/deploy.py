@@ -17,8 +17,8 @@ import torch
 from lib.config import get_config
 from lib.utils.device import default_device, device_arg
 from model.detector import Detector
-from model.onnx_export import export_onnx
-from model.onnx_runtime import OnnxSSH
+from model.deploy.onnx_export import export_onnx
+from model.deploy.onnx_runtime import OnnxSSH
 from model.ssh import SSH
 
 from .utils import DETECT_SIZES, benchmark_parser, head_difference, hw, parse_args, random_images, time_calls

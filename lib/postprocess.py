@@ -3,7 +3,7 @@
 Mirrors what follows the network in im_detect / test_net of SSH/test.py, with the TEST phase of
 SSH/layers/proposal_layer.py for each module (docs/inference.md §5.1-5.4). The one implementation
 behind `Detector` (model/detector.py) and the exported whole-detector ONNX graph
-(model/onnx_detector.py): plain tensor code that torch.onnx's dynamo exporter traces, with the
+(model/deploy/onnx_detector.py): plain tensor code that torch.onnx's dynamo exporter traces, with the
 anchors shifted over the runtime feature-map size and NMS by lib/nms (torchvision's operator, i.e.
 ONNX NonMaxSuppression, while exporting).
 """

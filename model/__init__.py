@@ -1,4 +1,5 @@
-"""Things with learnable weights or weight files: the SSH network and Caffe model I/O."""
+"""The SSH network and its inference pipeline (detector.py); weights/ gets weight files in,
+deploy/ exports to ONNX."""
 from .ssh import SSH
 
 __all__ = ["SSH"]

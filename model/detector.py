@@ -6,7 +6,6 @@ TEST.SCALES[0] / TEST.MAX_SIZE, or the pyramid test when TEST.SCALES holds sever
 original image's pixels (inclusive corners), score-descending.
 """
 from contextlib import nullcontext
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -17,9 +16,7 @@ from lib.blob import compute_scale, prep_image
 from lib.postprocess import SCORE_THRESH, PostProcess
 from lib.utils.device import default_device
 
-from .ssh import SSH
-
-BACKENDS = ("pytorch", "onnxruntime")
+from .weights.loading import load_network
 
 
 def as_bgr(image):
@@ -167,33 +164,6 @@ def batched(iterable, size):
             batch = []
     if batch:
         yield batch
-
-
-def load_network(model_path, backend="pytorch", device="cpu"):
-    """The network for `model_path`: `SSH` with the weights of an official .caffemodel (strict) or a
-    project .pth checkpoint, or, with backend "onnxruntime", an ONNX file written by
-    model.onnx_export run by ONNX Runtime (an optional dependency) for `device`."""
-    path = Path(model_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"model file not found: {path}")
-    if backend == "onnxruntime":
-        if path.suffix != ".onnx":
-            raise ValueError(f"{path}: the onnxruntime backend runs .onnx files (write one with "
-                             f"`python3 test.py --export-onnx ssh.onnx --model {path}`)")
-        from .onnx_runtime import OnnxSSH
-
-        return OnnxSSH.from_file(path, device)
-    if backend != "pytorch":
-        raise ValueError(f"unknown backend '{backend}' (expected one of {', '.join(BACKENDS)})")
-    net = SSH()
-    if path.suffix == ".caffemodel":
-        net.load_caffemodel(path, strict=True)
-    elif path.suffix in (".pth", ".pt"):
-        net.load_checkpoint(path)
-    else:
-        raise ValueError(f"{path}: unknown model file type '{path.suffix}' (expected .caffemodel or .pth; "
-                         "ONNX files run with the onnxruntime backend)")
-    return net
 
 
 def build_detector(model_path, cfg, device=None, fast=False, score_thresh=SCORE_THRESH, backend="pytorch"):

@@ -13,7 +13,7 @@ from torch import nn
 
 from lib.utils.cli import first_line
 
-from .caffemodel import read_caffemodel, select_blobs
+from .weights.caffemodel import read_caffemodel, select_blobs
 from .modules import DetectionModule, Fusion, bilinear_kernel
 from .vgg16 import LAYER_NAMES as VGG_LAYERS
 from .vgg16 import VGG16

@@ -391,18 +391,18 @@ MUTATIONS = (
     _m("wider-txt-thresh", "prediction files keep score >= 0.05 instead of > 0.05",
        "lib/evaluation/wider_txt.py", "dets[dets[:, 4] > SCORE_THRESH]", "dets[dets[:, 4] >= SCORE_THRESH]",
        "tests/test_wider_txt.py"),
-    # --- caffemodel reading (model/caffemodel.py) -----------------------------------------------------
+    # --- caffemodel reading (model/weights/caffemodel.py) -----------------------------------------------------
     _m("caffemodel-big-endian", "packed float data read big-endian",
-       "model/caffemodel.py", 'dtype = "<f4" if number == 5 else "<f8"', 'dtype = ">f4" if number == 5 else "<f8"',
+       "model/weights/caffemodel.py", 'dtype = "<f4" if number == 5 else "<f8"', 'dtype = ">f4" if number == 5 else "<f8"',
        "tests/test_caffemodel.py"),
     _m("caffemodel-legacy-dims", "legacy num/channels/height/width stored in reverse order",
-       "model/caffemodel.py", "legacy[number - 1] = _signed(value, 32, key_pos)", "legacy[4 - number] = _signed(value, 32, key_pos)",
+       "model/weights/caffemodel.py", "legacy[number - 1] = _signed(value, 32, key_pos)", "legacy[4 - number] = _signed(value, 32, key_pos)",
        "tests/test_caffemodel.py"),
     _m("caffemodel-shape-order", "BlobShape dims reversed",
-       "model/caffemodel.py", "shape = legacy if shape is None else shape\n", "shape = legacy if shape is None else shape[::-1]\n",
+       "model/weights/caffemodel.py", "shape = legacy if shape is None else shape\n", "shape = legacy if shape is None else shape[::-1]\n",
        "tests/test_caffemodel.py"),
     _m("caffemodel-float-first", "float data preferred over double_data (Caffe prefers double)",
-       "model/caffemodel.py", "values = chunks[8] or chunks[5]", "values = chunks[5] or chunks[8]",
+       "model/weights/caffemodel.py", "values = chunks[8] or chunks[5]", "values = chunks[5] or chunks[8]",
        "tests/test_caffemodel.py"),
 )
 

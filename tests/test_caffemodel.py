@@ -1,11 +1,11 @@
-"""model/caffemodel.py against hand-encoded protobuf bytes (key bytes from docs/caffemodel.md §7.2 / caffe.proto)."""
+"""model/weights/caffemodel.py against hand-encoded protobuf bytes (key bytes from docs/caffemodel.md §7.2 / caffe.proto)."""
 import os
 import tracemalloc
 
 import numpy as np
 import pytest
 
-from model.caffemodel import CaffeLayer, read_caffemodel, select_blobs, write_caffemodel
+from model.weights.caffemodel import CaffeLayer, read_caffemodel, select_blobs, write_caffemodel
 
 
 def varint(n):

@@ -14,8 +14,8 @@ pytest.importorskip("onnxscript")
 
 from lib.config import get_config  # noqa: E402
 from model.detector import Detector  # noqa: E402
-from model.onnx_export import EXPORT_HW, OUTPUT_NAMES, check_onnx  # noqa: E402
-from model.onnx_runtime import OnnxSSH, load_session  # noqa: E402
+from model.deploy.onnx_export import EXPORT_HW, OUTPUT_NAMES, check_onnx  # noqa: E402
+from model.deploy.onnx_runtime import OnnxSSH, load_session  # noqa: E402
 from model.ssh import SSH  # noqa: E402
 from test import main  # noqa: E402
 
@@ -127,7 +127,7 @@ def test_export_to_unwritable_path_exits_2_and_leaves_nothing(exported, tmp_path
 
 def test_export_of_a_channels_last_network(exported, tmp_path):
     """A network a Detector has switched to channels_last exports unchanged and stays channels_last."""
-    from model.onnx_export import export_onnx
+    from model.deploy.onnx_export import export_onnx
 
     net = SSH().eval()
     net.load_state_dict(exported[0].state_dict())

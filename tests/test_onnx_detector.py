@@ -13,7 +13,7 @@ pytest.importorskip("onnxscript")
 from lib.bbox import box_iou  # noqa: E402
 from lib.config import get_config  # noqa: E402
 from model.detector import Detector  # noqa: E402
-from model.onnx_detector import EXPORT_HW, INPUT_NAMES, OUTPUT_NAME  # noqa: E402
+from model.deploy.onnx_detector import EXPORT_HW, INPUT_NAMES, OUTPUT_NAME  # noqa: E402
 from test import main  # noqa: E402
 
 # (blob height, width, scale): odd sizes and scales != 1; m3 of the smallest has 2 x 2 cells, so

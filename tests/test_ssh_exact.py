@@ -11,7 +11,7 @@ import torch
 
 from caffe_fixtures import REFERENCE, blob_shapes, prototxt_layers, random_weights
 from model import SSH
-from model.caffemodel import write_caffemodel
+from model.weights.caffemodel import write_caffemodel
 from model.vgg16 import LAYER_NAMES as VGG_LAYERS
 from shared import needs_shared
 

@@ -1,7 +1,6 @@
 """Training step, loop, snapshots and train.py: accumulation, exact resume, NaN stop, Ctrl-C, AMP on CPU."""
 import copy
 import json
-import math
 import os
 import random
 import signal

@@ -26,7 +26,7 @@ def providers_for(device):
 
 
 def load_session(path, device="cpu", threads=0):
-    """onnxruntime.InferenceSession for an SSH graph written by model.onnx_export.
+    """onnxruntime.InferenceSession for an SSH graph written by model.deploy.onnx_export.
 
     threads: intra-op threads (0 = ONNX Runtime's default). Raises FileNotFoundError for a missing
     file and ValueError for a file that is not an ONNX model or does not have the SSH inputs/outputs.

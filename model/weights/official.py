@@ -10,7 +10,7 @@ from pathlib import Path
 
 from lib.utils.download import DownloadError, fetch_archive
 
-from .ssh import SSH
+from ..ssh import SSH
 
 # name -> (file under data/, archive, its URL in the official download scripts, strict load)
 OFFICIAL = {
@@ -47,7 +47,7 @@ def ensure_weights(name, data_dir="data", url=None, timeout=60):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Fetch and verify the official SSH weight files.")
+    parser = argparse.ArgumentParser(prog="python3 -m model.weights", description="Fetch and verify the official SSH weight files.")
     parser.add_argument("name", choices=sorted(OFFICIAL))
     parser.add_argument("--data", default="data", help="data folder (default: data)")
     parser.add_argument("--url", help="archive URL (default: the official one)")

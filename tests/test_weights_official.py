@@ -10,8 +10,8 @@ import torch
 
 from lib.utils.download import DownloadError
 from model import SSH
-from model.caffemodel import write_caffemodel
-from model.weights import ensure_weights, main
+from model.weights.caffemodel import write_caffemodel
+from model.weights.official import ensure_weights, main
 
 
 def caffemodel_bytes(tmp_path):

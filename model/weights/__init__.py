@@ -1,0 +1,8 @@
+"""How weights get in and out of the network (detectron2 keeps this in checkpoint/):
+
+caffemodel.py  Caffe .caffemodel reader and writer (protobuf wire format, no Caffe)
+official.py    the official weight files: download, unpack, verify (`python3 -m model.weights`)
+loading.py     file-type dispatch .caffemodel / .pth / .onnx, ImageNet init for training
+
+Nothing is imported here, so that model.ssh can use caffemodel.py without a cycle.
+"""
