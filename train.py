@@ -17,7 +17,7 @@ from pathlib import Path
 
 from lib.config import add_config_args, config_from_args, data_layout, resume_config
 from lib.datasets import training_roidb
-from lib.training import NonFiniteLoss, fit, seed_everything
+from lib.training import NonFiniteLoss, TrainSettings, fit, seed_everything
 from lib.utils.checkpoint import snapshot_config
 from lib.utils.cli import one_line_warnings
 from lib.utils.device import parse_device
@@ -117,7 +117,7 @@ def main(argv=None):
         device = parse_device(args.device)
         net = build_network("none" if args.resume else args.init)
         roidb = training_roidb(args.data, "train", cfg.TRAIN.USE_FLIPPED)
-        fit(net, cfg, roidb, output_dir(args, cfg), device=device,
+        fit(net, TrainSettings.from_config(cfg), roidb, output_dir(args, cfg), config=cfg, device=device,
             max_iters=cfg.TRAIN.MAX_ITERS if args.iters is None else args.iters, workers=args.workers,
             amp=args.amp, resume=args.resume)
     except NonFiniteLoss as e:

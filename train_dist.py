@@ -28,7 +28,7 @@ import torch.distributed as dist  # noqa: E402  (after TORCH_CPP_LOG_LEVEL)
 
 import train  # noqa: E402
 from lib.datasets import training_roidb  # noqa: E402
-from lib.training import NonFiniteLoss, fit, seed_everything  # noqa: E402
+from lib.training import NonFiniteLoss, TrainSettings, fit, seed_everything  # noqa: E402
 from lib.utils.cli import one_line_warnings  # noqa: E402
 from lib.utils.distributed import PeerFailure, init_distributed, launch_from, pick_device  # noqa: E402
 from lib.utils.lock import FolderLocked  # noqa: E402
@@ -102,9 +102,9 @@ def main(argv=None):
         print(f"error: {e}", file=sys.stderr)
         return PEER_FAILURE_EXIT
     try:
-        fit(net, cfg, roidb, train.output_dir(args, cfg), device=device, store=store,
-            max_iters=cfg.TRAIN.MAX_ITERS if args.iters is None else args.iters, workers=args.workers,
-            amp=args.amp, resume=args.resume, timeout=dist_args.timeout)
+        fit(net, TrainSettings.from_config(cfg), roidb, train.output_dir(args, cfg), config=cfg, device=device,
+            store=store, max_iters=cfg.TRAIN.MAX_ITERS if args.iters is None else args.iters,
+            workers=args.workers, amp=args.amp, resume=args.resume, timeout=dist_args.timeout)
     except NonFiniteLoss as e:
         if launch.rank == 0:
             print(f"error: {e}", file=sys.stderr)

@@ -18,7 +18,7 @@ import torch.multiprocessing as mp
 
 from lib.config import get_config
 from lib.solver import CaffeSGD
-from lib.training import image_losses, train_step
+from lib.training import TrainSettings, image_losses, train_step
 from lib.utils.distributed import (Launch, all_reduce_mean, broadcast_module, init_distributed, pick_device,
                                    split_iter_size)
 from model.ssh import SSH
@@ -41,12 +41,12 @@ def _worker(rank, world_size, port, args, results):
     device = pick_device(args.device, None, launch)
     init_distributed(launch, device, timeout=60)
     try:
-        train_cfg = get_config().TRAIN
+        settings = TrainSettings.from_config(get_config())
         torch.manual_seed(0)
         net = SSH().to(device).train()
         broadcast_module(net)
-        optimizer = CaffeSGD(net.param_groups(train_cfg.BASE_LR, train_cfg.WEIGHT_DECAY), lr=train_cfg.BASE_LR,
-                             momentum=train_cfg.MOMENTUM)
+        optimizer = CaffeSGD(net.param_groups(settings.base_lr, settings.weight_decay), lr=settings.base_lr,
+                             momentum=settings.momentum)
         height, width = hw(args.size)
         gen = torch.Generator().manual_seed(rank)
         item = {"data": torch.randn(3, height, width, generator=gen) * 50,
@@ -62,7 +62,7 @@ def _worker(rank, world_size, port, args, results):
             averaging[0] = 0.0
             torch.distributed.barrier()
             clock = Stopwatch(device)
-            train_step(optimizer, items, lambda it: image_losses(net, it, train_cfg, device), average=average)
+            train_step(optimizer, items, lambda it: image_losses(net, it, settings.losses, device), average=average)
             steps.append((clock.lap(), averaging[0]))
         if rank == 0:
             results.put([statistics.median(v) for v in zip(*steps[1:])])

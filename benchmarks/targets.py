@@ -12,7 +12,7 @@ import torch
 from lib.anchors import MODULES, module_anchors
 from lib.config import default_config
 from lib.heads import NUM_ANCHORS, face_probs
-from lib.losses import ssh_losses
+from lib.losses import LossSettings, ssh_losses
 from lib.targets import anchor_targets
 from lib.utils.device import device_arg
 
@@ -32,7 +32,7 @@ def main(argv=None):
     args = parse_args(parser, argv, SMOKE)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    train = default_config().TRAIN
+    settings = LossSettings.from_config(default_config())
     gen = torch.Generator().manual_seed(0)
     heads = {name: (torch.randn(1, 2 * NUM_ANCHORS, h, w, generator=gen).to(device),
                     torch.randn(1, 4 * NUM_ANCHORS, h, w, generator=gen).to(device))
@@ -46,11 +46,11 @@ def main(argv=None):
             prob = face_probs(heads[name][0])[0]
             ms = 1e3 * time_calls(lambda: anchor_targets(
                 anchors, gt, IMAGE_HW, MODULES[name].allowed_border, prob,
-                positive_overlap=train.ANCHOR_POSITIVE_OVERLAP, negative_overlap=train.ANCHOR_NEGATIVE_OVERLAP,
-                batch_size=train.ANCHORS_PER_BATCH, fg_fraction=train.ANCHOR_FG_FRACTION), device, args.repeat).median
+                positive_overlap=settings.positive_overlap, negative_overlap=settings.negative_overlap,
+                batch_size=settings.batch_size, fg_fraction=settings.fg_fraction), device, args.repeat).median
             total += ms
             print(f"{label:>10}  anchor_targets {name} ({anchors.shape[0]} anchors): {ms:7.2f} ms")
         print(f"{label:>10}  anchor_targets m1+m2+m3: {total:7.2f} ms")
-        ms = 1e3 * time_calls(lambda: ssh_losses(heads, gt, IMAGE_HW, train), device, args.repeat).median
+        ms = 1e3 * time_calls(lambda: ssh_losses(heads, gt, IMAGE_HW, settings), device, args.repeat).median
         print(f"{label:>10}  ssh_losses (targets + 6 losses): {ms:7.2f} ms")
 

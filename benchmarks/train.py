@@ -21,7 +21,7 @@ from lib.config import add_config_args, config_from_args
 from lib.datasets import TrainDataset, append_flipped, training_roidb
 from lib.losses import ssh_losses
 from lib.solver import CaffeSGD
-from lib.training import amp_dtype
+from lib.training import TrainSettings, amp_dtype
 from lib.utils.device import default_device, device_arg
 from model.ssh import SSH
 
@@ -31,27 +31,30 @@ from .utils import (MINI_WIDER, Stopwatch, benchmark_parser, device_name, hw, pa
 SMOKE = {"sizes": ["64x96"], "images": 1, "workers": [1], "loader_images": 2, "data": None}
 
 
-def time_image(net, blob, gt_boxes, train_cfg, autocast):
+def time_image(net, blob, gt_boxes, settings, autocast):
     """(forward, losses, backward) seconds of one training image."""
     clock = Stopwatch(blob.device)
     with autocast:
         heads = net(blob)
     forward = clock.lap()
-    losses = ssh_losses(heads, gt_boxes, tuple(blob.shape[-2:]), train_cfg)
+    losses = ssh_losses(heads, gt_boxes, tuple(blob.shape[-2:]), settings)
     loss_s = clock.lap()
     sum(losses.values()).backward()
     return forward, loss_s, clock.lap()
 
 
-def benchmark_size(net, optimizer, height, width, train_cfg, images, autocast):
-    """Median (forward, losses, backward) seconds per image and the step's seconds at height x width."""
+def benchmark_size(net, optimizer, height, width, settings, images, autocast):
+    """Median (forward, losses, backward) seconds per image and the step's seconds at height x width.
+
+    settings: the LossSettings of ssh_losses.
+    """
     device = next(net.parameters()).device
     gen = torch.Generator().manual_seed(0)
     blob = (torch.randn(1, 3, height, width, generator=gen) * 50).to(device)
     gt_boxes = random_faces(20, height, width, gen).to(device)
     optimizer.zero_grad(set_to_none=True)
-    time_image(net, blob, gt_boxes, train_cfg, autocast)
-    runs = [time_image(net, blob, gt_boxes, train_cfg, autocast) for _ in range(images)]
+    time_image(net, blob, gt_boxes, settings, autocast)
+    runs = [time_image(net, blob, gt_boxes, settings, autocast) for _ in range(images)]
     return [statistics.median(stage) for stage in zip(*runs)], seconds(optimizer.step, device)
 
 
@@ -68,21 +71,21 @@ def main(argv=None):
                              "else generated JPEGs)")
     add_config_args(parser)
     args = parse_args(parser, argv, SMOKE)
-    cfg = config_from_args(args)
+    settings = TrainSettings.from_config(config_from_args(args))
     device = torch.device(args.device)
     torch.manual_seed(0)
     net = SSH().to(device).train()
-    optimizer = CaffeSGD(net.param_groups(cfg.TRAIN.BASE_LR, cfg.TRAIN.WEIGHT_DECAY), lr=cfg.TRAIN.BASE_LR,
-                         momentum=cfg.TRAIN.MOMENTUM)
+    optimizer = CaffeSGD(net.param_groups(settings.base_lr, settings.weight_decay), lr=settings.base_lr,
+                         momentum=settings.momentum)
     autocast = torch.autocast(device.type, dtype=amp_dtype(device)) if args.amp else nullcontext()
-    iter_size = cfg.TRAIN.ITER_SIZE
+    iter_size = settings.iter_size
     print(f"device {device} ({device_name(device)}), torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{'amp' if args.amp else 'fp32'}, ITER_SIZE {iter_size}, median of {args.images} images")
     print(f"{'size':>10} {'forward s':>10} {'losses s':>9} {'backward s':>10} {'step s':>7} "
           f"{'s/iter':>8} {'losses %':>8}")
     for size in args.sizes:
         height, width = hw(size)
-        (fwd, losses, bwd), step = benchmark_size(net, optimizer, height, width, cfg.TRAIN, args.images,
+        (fwd, losses, bwd), step = benchmark_size(net, optimizer, height, width, settings.losses, args.images,
                                                   autocast)
         per_iter = iter_size * (fwd + losses + bwd) + step
         print(f"{size:>10} {fwd:10.3f} {losses:9.3f} {bwd:10.3f} {step:7.3f} {per_iter:8.2f} "
@@ -92,9 +95,9 @@ def main(argv=None):
             roidb, source = append_flipped(synthetic_roidb(tmp)), "generated JPEGs"
         else:
             roidb, source = training_roidb(args.data, "train"), args.data.name
-        dataset = TrainDataset(roidb, cfg.TRAIN.SCALES[0], cfg.TRAIN.MAX_SIZE, cfg.PIXEL_MEANS, cfg.TRAIN.ORIG_SIZE)
+        dataset = TrainDataset(roidb, settings.scales[0], settings.max_size, settings.pixel_means, settings.orig_size)
         for workers in args.workers:
             rate = args.loader_images / time_loader(dataset, workers, args.loader_images)
-            print(f"loader ({source}, scale {cfg.TRAIN.SCALES[0]}/{cfg.TRAIN.MAX_SIZE}), {workers} workers: "
+            print(f"loader ({source}, scale {settings.scales[0]}/{settings.max_size}), {workers} workers: "
                   f"{rate:.2f} images/s, {rate / workers:.2f} images/s per worker")
 

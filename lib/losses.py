@@ -3,12 +3,38 @@
 Each module contributes mi@ssh_cls_loss (softmax cross-entropy over labelled anchors, VALID
 normalisation) and mi@ssh_reg_loss (smooth L1, sigma 3, weighted by 1 / n_ex); all weights are 1.
 """
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
 from lib.anchors import MODULES, module_anchors
 from lib.heads import face_probs, flat_deltas, pair_logits
 from lib.targets import anchor_targets
+
+
+@dataclass(frozen=True)
+class LossSettings:
+    """Anchor-target settings of ssh_losses (official anchor_target_layer.py, TRAIN.* of lib/config.py).
+
+    positive_overlap / negative_overlap: IoU at or above which an anchor is a face, below which it is
+    background; batch_size: labelled anchors per module and image; fg_fraction: their largest face
+    share; hard_positive_mining: keep the faces of lowest probability (OHEM) instead of random ones.
+    """
+
+    positive_overlap: float
+    negative_overlap: float
+    batch_size: int
+    fg_fraction: float
+    hard_positive_mining: bool
+
+    @classmethod
+    def from_config(cls, cfg):
+        """The settings of `cfg.TRAIN` (lib/config.py)."""
+        train = cfg.TRAIN
+        return cls(positive_overlap=train.ANCHOR_POSITIVE_OVERLAP, negative_overlap=train.ANCHOR_NEGATIVE_OVERLAP,
+                   batch_size=train.ANCHORS_PER_BATCH, fg_fraction=train.ANCHOR_FG_FRACTION,
+                   hard_positive_mining=train.HARD_POSITIVE_MINING)
 
 
 def smooth_l1(pred, target, inside_w, outside_w, sigma=3.0):
@@ -39,11 +65,11 @@ def module_losses(cls_score, bbox_pred, labels, bbox_targets, inside_w, outside_
     return cls_loss, reg_loss
 
 
-def ssh_losses(heads, gt_boxes, image_hw, train_cfg, generator=None):
+def ssh_losses(heads, gt_boxes, image_hw, settings, generator=None):
     """The six named training losses of one image, e.g. {"m1@ssh_cls_loss": ..., "m3@ssh_reg_loss": ...}.
 
     heads: {"m1": (cls_score, bbox_pred), ...} of a batch of one image; gt_boxes (G, 4) blob
-    coordinates on the heads' device; image_hw = (H, W) of the blob; train_cfg = cfg.TRAIN.
+    coordinates on the heads' device; image_hw = (H, W) of the blob; settings: LossSettings.
     OHEM uses the detached face probabilities of the same forward pass, as the official _ohem copies.
     """
     losses = {}
@@ -53,11 +79,11 @@ def ssh_losses(heads, gt_boxes, image_hw, train_cfg, generator=None):
         anchors = module_anchors(name, h, w, str(cls_score.device))
         targets = anchor_targets(
             anchors, gt_boxes, image_hw, geo.allowed_border, face_probs(cls_score.detach())[0],
-            positive_overlap=train_cfg.ANCHOR_POSITIVE_OVERLAP,
-            negative_overlap=train_cfg.ANCHOR_NEGATIVE_OVERLAP,
-            batch_size=train_cfg.ANCHORS_PER_BATCH,
-            fg_fraction=train_cfg.ANCHOR_FG_FRACTION,
-            hard_positive_mining=train_cfg.HARD_POSITIVE_MINING,
+            positive_overlap=settings.positive_overlap,
+            negative_overlap=settings.negative_overlap,
+            batch_size=settings.batch_size,
+            fg_fraction=settings.fg_fraction,
+            hard_positive_mining=settings.hard_positive_mining,
             generator=generator,
         )
         cls_loss, reg_loss = module_losses(cls_score, bbox_pred, *targets)

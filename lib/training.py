@@ -15,6 +15,7 @@ import random
 import signal
 import sys
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
@@ -25,7 +26,7 @@ import torch.distributed as dist
 from lib.datasets import EpochSampler, TrainDataset, make_loader
 from lib.datasets.loader import raise_item_errors
 from lib.image_io import ImageError
-from lib.losses import ssh_losses
+from lib.losses import LossSettings, ssh_losses
 from lib.solver import CaffeSGD, StepLR
 from lib.train_log import TrainLog
 from lib.utils.atomic import remove_stale_temps
@@ -33,6 +34,45 @@ from lib.utils.checkpoint import load_snapshot, save_snapshot, set_rng_state, sn
 from lib.utils.distributed import (PeerFailure, all_reduce_mean, any_rank, broadcast_module, failure_message,
                                    lost_ranks, split_iter_size)
 from lib.utils.lock import folder_lock
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """The training recipe `fit` follows (official SSH/train.py and solver_ssh.prototxt; lib/config.py).
+
+    Data: the image's shorter side goes to scales[0], its longer side to at most max_size (the
+    original size with orig_size), minus pixel_means (B, G, R); rng_seed shuffles the epochs.
+    Solver: iter_size images per SGD step, Caffe SGD with base_lr, momentum, weight_decay, lr
+    multiplied by gamma every stepsize steps. A snapshot every `snapshot` steps, named with
+    snapshot_infix; a log line every `display` steps. losses: the anchor-target settings.
+    """
+
+    scales: tuple
+    max_size: int
+    orig_size: bool
+    pixel_means: tuple
+    rng_seed: int
+    iter_size: int
+    base_lr: float
+    momentum: float
+    weight_decay: float
+    gamma: float
+    stepsize: int
+    snapshot: int
+    snapshot_infix: str
+    display: int
+    losses: LossSettings
+
+    @classmethod
+    def from_config(cls, cfg):
+        """The settings of `cfg.TRAIN`, PIXEL_MEANS and RNG_SEED (lib/config.py)."""
+        train = cfg.TRAIN
+        return cls(scales=tuple(train.SCALES), max_size=train.MAX_SIZE, orig_size=train.ORIG_SIZE,
+                   pixel_means=tuple(float(v) for v in np.ravel(cfg.PIXEL_MEANS)), rng_seed=cfg.RNG_SEED,
+                   iter_size=train.ITER_SIZE, base_lr=train.BASE_LR, momentum=train.MOMENTUM,
+                   weight_decay=train.WEIGHT_DECAY, gamma=train.GAMMA, stepsize=train.STEPSIZE,
+                   snapshot=train.SNAPSHOT, snapshot_infix=train.SNAPSHOT_INFIX, display=train.DISPLAY,
+                   losses=LossSettings.from_config(cfg))
 
 
 class NonFiniteLoss(RuntimeError):
@@ -54,8 +94,11 @@ def amp_dtype(device):
     return torch.bfloat16
 
 
-def image_losses(net, item, train_cfg, device, autocast_dtype=None):
-    """The six named losses of one TrainDataset item (forward pass under autocast when a dtype is given)."""
+def image_losses(net, item, settings, device, autocast_dtype=None):
+    """The six named losses of one TrainDataset item (forward pass under autocast when a dtype is given).
+
+    settings: the LossSettings of ssh_losses.
+    """
     device = torch.device(device)
     data = item["data"].to(device, non_blocking=True)[None]
     gt_boxes = item["gt_boxes"].to(device, non_blocking=True)
@@ -63,7 +106,7 @@ def image_losses(net, item, train_cfg, device, autocast_dtype=None):
                 else nullcontext())
     with autocast:
         heads = net(data)
-    return ssh_losses(heads, gt_boxes, tuple(data.shape[-2:]), train_cfg)
+    return ssh_losses(heads, gt_boxes, tuple(data.shape[-2:]), settings)
 
 
 def train_step(optimizer, items, loss_fn, scaler=None, average=None):
@@ -169,20 +212,21 @@ def snapshot_prefix(infix):
     return "SSH" + (f"_{infix}" if infix else "")
 
 
-def fit(net, cfg, roidb, out_dir, *, device, max_iters, workers=2, amp=False, resume=None, store=None,
-        timeout=30.0):
-    """Train `net` on `roidb` with the recipe of cfg.TRAIN up to `max_iters` SGD steps.
+def fit(net, settings, roidb, out_dir, *, config, device, max_iters, workers=2, amp=False, resume=None,
+        store=None, timeout=30.0):
+    """Train `net` on `roidb` with the recipe `settings` (TrainSettings) up to `max_iters` SGD steps.
 
     net: an SSH (anything with param_groups(base_lr, weight_decay)), already initialised. Writes
     `<out_dir>/<prefix>_iter_<N>.pth` snapshots, metrics.jsonl and loss_curve.png, under the
     folder's lock (FolderLocked when another run holds it), after removing the temporary files of
-    interrupted writes. `resume`: a snapshot to continue from exactly. Returns (steps completed,
-    "done" | "stopped" (Ctrl-C)); a NaN or infinite loss raises NonFiniteLoss naming the iteration
-    and the last good snapshot; an unreadable image raises ImageError naming it, after the last
-    completed step is saved.
+    interrupted writes. `config`: the run's whole config (lib/config.py), the one `settings` comes from
+    (TrainSettings.from_config), stored as plain data in every snapshot for --resume. `resume`: a
+    snapshot to continue from exactly. Returns (steps completed, "done" | "stopped" (Ctrl-C)); a NaN
+    or infinite loss raises NonFiniteLoss naming the iteration and the last good snapshot; an
+    unreadable image raises ImageError naming it, after the last completed step is saved.
 
     In a torch.distributed process group this is one rank's part: rank 0's weights are broadcast,
-    each rank takes its EpochSampler shard and accumulates split_iter_size(TRAIN.ITER_SIZE, world
+    each rank takes its EpochSampler shard and accumulates split_iter_size(settings.iter_size, world
     size) images per step, losses and gradients are averaged over the ranks and a Ctrl-C on any
     rank stops all of them. Rank 0 alone logs and writes snapshots, whose "consumed" counts the
     images of all ranks. A failed collective raises PeerFailure naming the lost ranks (asked of the
@@ -191,7 +235,7 @@ def fit(net, cfg, roidb, out_dir, *, device, max_iters, workers=2, amp=False, re
     out_dir = Path(out_dir)
     writer = not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
     with hold_output(out_dir) if writer else nullcontext():
-        return _fit(net, cfg, roidb, out_dir, device, max_iters, workers, amp, resume, store, timeout)
+        return _fit(net, settings, roidb, out_dir, config, device, max_iters, workers, amp, resume, store, timeout)
 
 
 @contextmanager
@@ -205,29 +249,28 @@ def hold_output(out_dir):
         yield
 
 
-def _fit(net, cfg, roidb, out_dir, device, max_iters, workers, amp, resume, store, timeout):
+def _fit(net, settings, roidb, out_dir, config, device, max_iters, workers, amp, resume, store, timeout):
     """`fit` once the output folder is held (or, off rank 0, not written)."""
-    train_cfg = cfg.TRAIN
     device = torch.device(device)
     distributed = dist.is_available() and dist.is_initialized()
     rank, world_size = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
-    iter_size = split_iter_size(train_cfg.ITER_SIZE, world_size)
+    iter_size = split_iter_size(settings.iter_size, world_size)
     images_per_step = iter_size * world_size
     net.to(device).train()
-    optimizer = CaffeSGD(net.param_groups(train_cfg.BASE_LR, train_cfg.WEIGHT_DECAY), lr=train_cfg.BASE_LR,
-                         momentum=train_cfg.MOMENTUM)
-    schedule = StepLR(train_cfg.BASE_LR, train_cfg.GAMMA, train_cfg.STEPSIZE)
+    optimizer = CaffeSGD(net.param_groups(settings.base_lr, settings.weight_decay), lr=settings.base_lr,
+                         momentum=settings.momentum)
+    schedule = StepLR(settings.base_lr, settings.gamma, settings.stepsize)
     autocast_dtype = amp_dtype(device) if amp else None
     scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype == torch.float16)
     start_iter, consumed, resumed = 0, 0, None
     if resume is not None:
         resumed = load_snapshot(resume, model=net, optimizer=optimizer, scaler=scaler, restore_rng=False)
         start_iter, consumed = resumed["iteration"], resumed["extra"]["consumed"]
-    dataset = TrainDataset(roidb, train_cfg.SCALES[0], train_cfg.MAX_SIZE, cfg.PIXEL_MEANS, train_cfg.ORIG_SIZE)
-    sampler = EpochSampler(len(dataset), cfg.RNG_SEED, rank, world_size, start=consumed // world_size)
+    dataset = TrainDataset(roidb, settings.scales[0], settings.max_size, settings.pixel_means, settings.orig_size)
+    sampler = EpochSampler(len(dataset), settings.rng_seed, rank, world_size, start=consumed // world_size)
     loader = make_loader(dataset, sampler, workers, pin_memory=device.type == "cuda")
-    log = TrainLog(out_dir, start_iter, max_iters, images_per_step, train_cfg.DISPLAY) if rank == 0 else None
-    plain_cfg = json.loads(json.dumps(cfg))
+    log = TrainLog(out_dir, start_iter, max_iters, images_per_step, settings.display) if rank == 0 else None
+    plain_cfg = json.loads(json.dumps(config))
     state = {"snapshot": resume, "saved": start_iter, "done": start_iter}
 
     def message(text):
@@ -252,22 +295,22 @@ def _fit(net, cfg, roidb, out_dir, device, max_iters, workers, amp, resume, stor
             return
         extra = {"consumed": consumed + (iteration - start_iter) * images_per_step, "config": plain_cfg,
                  "world_size": world_size}
-        state["snapshot"] = save_snapshot(out_dir / snapshot_name(snapshot_prefix(train_cfg.SNAPSHOT_INFIX), iteration),
+        state["snapshot"] = save_snapshot(out_dir / snapshot_name(snapshot_prefix(settings.snapshot_infix), iteration),
                                           model=net, optimizer=optimizer, iteration=iteration,
                                           schedule=schedule._asdict(), scaler=scaler, extra=extra)
         log.plot()
         log.message(f"Wrote snapshot to {state['snapshot']}")
 
     where = (f"{world_size} processes ({dist.get_backend()}, rank 0 on {device}): {world_size} x {iter_size} = "
-             f"{images_per_step} images per SGD step (TRAIN.ITER_SIZE {train_cfg.ITER_SIZE})" if distributed
+             f"{images_per_step} images per SGD step (TRAIN.ITER_SIZE {settings.iter_size})" if distributed
              else f"{device}, {images_per_step} images per step")
     message(f"Training {len(dataset)} images from iteration {start_iter} to {max_iters} on {where}, "
             f"output in {out_dir}")
     if start_iter >= max_iters:
         message(f"note: the snapshot is at iteration {start_iter}, so there is nothing to train up to {max_iters} "
                 "(raise --iters to continue)")
-    if images_per_step != train_cfg.ITER_SIZE:
-        message(f"note: TRAIN.ITER_SIZE {train_cfg.ITER_SIZE} does not divide over {world_size} processes; "
+    if images_per_step != settings.iter_size:
+        message(f"note: TRAIN.ITER_SIZE {settings.iter_size} does not divide over {world_size} processes; "
                 f"each SGD step sees {images_per_step} images")
     if resumed is not None and resumed["schedule"] != schedule._asdict():
         message(f"note: lr schedule {schedule._asdict()} differs from the snapshot's {resumed['schedule']}")
@@ -279,9 +322,10 @@ def _fit(net, cfg, roidb, out_dir, device, max_iters, workers, amp, resume, stor
             if resumed is not None:
                 set_rng_state(resumed["rng"])
             iteration, reason = train_loop(
-                optimizer, items, lambda item: image_losses(net, item, train_cfg, device, autocast_dtype), schedule,
-                start_iter=start_iter, max_iters=max_iters, iter_size=iter_size, snapshot_every=train_cfg.SNAPSHOT,
-                snapshot=snapshot, log=log_step, scaler=scaler, average=all_reduce_mean if distributed else None,
+                optimizer, items, lambda item: image_losses(net, item, settings.losses, device, autocast_dtype),
+                schedule, start_iter=start_iter, max_iters=max_iters, iter_size=iter_size,
+                snapshot_every=settings.snapshot, snapshot=snapshot, log=log_step, scaler=scaler,
+                average=all_reduce_mean if distributed else None,
                 should_stop=(lambda: any_rank(stop(), device)) if distributed else stop)
             if reason == "stopped":
                 message(f"Stopped at iteration {iteration}; continue with --resume {state['snapshot']}")

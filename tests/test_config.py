@@ -255,7 +255,8 @@ def test_unparsable_set_value_is_a_value_error():
 
 def test_unused_keys_are_listed_once_and_read_by_no_code():
     """UNUSED_KEYS names official keys that exist in the defaults; no module outside lib/config.py
-    reads one (by its TRAIN./TEST. path or, for a leaf name no used key shares, by that name)."""
+    reads one (by its TRAIN./TEST. path, also written `train.`/`test.` as in a from_config, or, for a
+    leaf name no used key shares, by that name)."""
     from lib.config import _DEFAULTS, UNUSED_KEYS
 
     flat = flat_config(_DEFAULTS)
@@ -266,7 +267,7 @@ def test_unused_keys_are_listed_once_and_read_by_no_code():
     for key in UNUSED_KEYS:
         leaf = key.split(".")[-1]
         section = key.split(".")[0]
-        patterns = [rf"\b{section}\.{leaf}\b", rf"train_cfg\.{leaf}\b"] if "." in key else []
+        patterns = [rf"\b{section}\.{leaf}\b", rf"\b{section.lower()}\.{leaf}\b"] if "." in key else []
         if leaf not in used_leaves:
             patterns.append(rf"\.{leaf}\b|\[\s*['\"]{leaf}['\"]\s*\]")
         readers = [str(p.relative_to(ROOT)) for p, text in code.items() if any(re.search(r, text) for r in patterns)]
@@ -301,3 +302,24 @@ def test_data_dir_drives_the_default_paths_of_the_scripts(tmp_path, capsys):
     assert str(layout.wider / "eval_tools" / "ground_truth" / "wider_face_val.mat") in capsys.readouterr().err
     assert train_script.main(moved) == 2
     assert f"ImageNet model {layout.imagenet_model} not found" in capsys.readouterr().err
+
+
+def test_from_config_maps_each_official_key_to_its_plain_value():
+    """TrainSettings / LossSettings.from_config read each key they need, by its official name."""
+    from lib.losses import LossSettings
+    from lib.training import TrainSettings
+
+    cfg = default_config()
+    values = {"SCALES": [640], "MAX_SIZE": 900, "ORIG_SIZE": True, "ITER_SIZE": 3, "BASE_LR": 0.01,
+              "MOMENTUM": 0.8, "WEIGHT_DECAY": 0.001, "GAMMA": 0.5, "STEPSIZE": 7, "SNAPSHOT": 11,
+              "SNAPSHOT_INFIX": "x", "DISPLAY": 13, "ANCHOR_POSITIVE_OVERLAP": 0.6, "ANCHOR_NEGATIVE_OVERLAP": 0.2,
+              "ANCHORS_PER_BATCH": 128, "ANCHOR_FG_FRACTION": 0.5, "HARD_POSITIVE_MINING": False}
+    cfg.TRAIN.update(values)
+    cfg.PIXEL_MEANS, cfg.RNG_SEED = [[[1.0, 2.0, 3.0]]], 9
+    s = TrainSettings.from_config(cfg)
+    assert (s.scales, s.max_size, s.orig_size, s.iter_size, s.base_lr, s.momentum, s.weight_decay, s.gamma,
+            s.stepsize, s.snapshot, s.snapshot_infix, s.display) == (
+        (640,), 900, True, 3, 0.01, 0.8, 0.001, 0.5, 7, 11, "x", 13)
+    assert (s.pixel_means, s.rng_seed) == ((1.0, 2.0, 3.0), 9)
+    assert s.losses == LossSettings(positive_overlap=0.6, negative_overlap=0.2, batch_size=128, fg_fraction=0.5,
+                                    hard_positive_mining=False)

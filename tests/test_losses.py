@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from lib.config import default_config
-from lib.losses import module_losses, smooth_l1, ssh_losses
+from lib.losses import LossSettings, module_losses, smooth_l1, ssh_losses
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -113,7 +113,7 @@ def test_ssh_losses_names_values_and_gradients(device):
     heads = tiny_image_heads(device)
     # The M1 a=0 anchor of cell (y=2, x=3) exactly (IoU 1, zero targets), plus a 6 x 6 face no anchor fits.
     gt = torch.tensor([[24.0, 16, 39, 31], [100, 100, 105, 105]], device=device, requires_grad=True)
-    losses = ssh_losses(heads, gt, (128, 160), default_config().TRAIN)
+    losses = ssh_losses(heads, gt, (128, 160), LossSettings.from_config(default_config()))
     assert list(losses) == ["m1@ssh_cls_loss", "m1@ssh_reg_loss", "m2@ssh_cls_loss",
                             "m2@ssh_reg_loss", "m3@ssh_cls_loss", "m3@ssh_reg_loss"]
     for name, value in losses.items():
@@ -134,7 +134,7 @@ def test_ssh_losses_names_values_and_gradients(device):
 def test_ssh_losses_image_without_faces_and_float32_under_autocast():
     heads = {k: (c.bfloat16(), b.bfloat16()) for k, (c, b) in tiny_image_heads("cpu", False).items()}
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        losses = ssh_losses(heads, torch.zeros((0, 4)), (128, 160), default_config().TRAIN)
+        losses = ssh_losses(heads, torch.zeros((0, 4)), (128, 160), LossSettings.from_config(default_config()))
     for name, value in losses.items():
         assert value.dtype == torch.float32 and not torch.isnan(value)
         assert math.isclose(value.item(), math.log(2) if "cls" in name else 0.0, rel_tol=1e-6)
@@ -157,7 +157,7 @@ def test_allowed_border_of_each_module_through_ssh_losses(module, blob, cells, l
     (softmax - onehot) / n = +-0.5 / n, and the others none."""
     cls_score = torch.zeros(1, 4, cells, cells, requires_grad=True)
     heads = {module: (cls_score, torch.zeros(1, 8, cells, cells))}
-    losses = ssh_losses(heads, torch.zeros((0, 4)), (blob, blob), default_config().TRAIN)
+    losses = ssh_losses(heads, torch.zeros((0, 4)), (blob, blob), LossSettings.from_config(default_config()))
     losses[f"{module}@ssh_cls_loss"].backward()
     grad = cls_score.grad.abs()
     assert (grad > 0).sum().item() == 2 * labelled
@@ -176,7 +176,7 @@ def test_ohem_through_ssh_losses_uses_the_face_probability_of_the_heads():
     bbox_pred = torch.full((1, 8, 40, 40), 0.05, requires_grad=True)
     cells = [(y, x) for y in range(0, 40, 2) for x in range(0, 40, 2)]
     gt = torch.tensor([[8.0 * x, 8.0 * y, 8 * x + 15, 8 * y + 15] for y, x in cells])
-    losses = ssh_losses({"m1": (cls_score, bbox_pred)}, gt, (320, 320), default_config().TRAIN)
+    losses = ssh_losses({"m1": (cls_score, bbox_pred)}, gt, (320, 320), LossSettings.from_config(default_config()))
     (losses["m1@ssh_cls_loss"] + losses["m1@ssh_reg_loss"]).backward()
     lowest = sorted(cells, key=lambda c: face_logit[c[0], c[1], 0].item())[:64]
     regressed = bbox_pred.grad[0, :4].abs().sum(dim=0).nonzero().tolist()  # a = 0 channels 0..3

@@ -16,6 +16,7 @@ from wider_fixtures import tiny_wider
 import lib.training
 import train
 from lib.config import get_config
+from lib.losses import LossSettings
 from lib.solver import CaffeSGD, StepLR
 from lib.train_log import read_metrics, running_mean
 from lib.training import NonFiniteLoss, StopOnSigint, amp_dtype, image_losses, train_loop, train_step
@@ -331,7 +332,7 @@ FP16_SCALED_STEP_RTOL = 1e-4
 
 def test_grad_scaler_step_on_cpu_equals_the_unscaled_step_and_skips_an_inf_gradient():
     """lib.training.train_step with torch.amp.GradScaler("cpu") and float16 autocast, real SSH losses."""
-    train_cfg = get_config().TRAIN
+    settings = LossSettings.from_config(get_config())
     torch.manual_seed(0)
     net = TinyHeads()
     start = copy.deepcopy(net.state_dict())
@@ -342,7 +343,7 @@ def test_grad_scaler_step_on_cpu_equals_the_unscaled_step_and_skips_an_inf_gradi
     def step(scaler):
         net.load_state_dict(start)
         opt = CaffeSGD([{"params": list(net.parameters()), "lr_mult": 1}], lr=0.1, momentum=0.9, weight_decay=5e-4)
-        losses = train_step(opt, items, lambda item: image_losses(net, item, train_cfg, "cpu", torch.float16), scaler)
+        losses = train_step(opt, items, lambda item: image_losses(net, item, settings, "cpu", torch.float16), scaler)
         return losses, opt, {k: v.clone() for k, v in net.state_dict().items()}
 
     plain_losses, _, plain = step(None)
