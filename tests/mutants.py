@@ -66,15 +66,15 @@ _BLOB_BODY = """\
 _BLOB_MEANS_AFTER = (_BLOB_BODY.replace("    im -= np.asarray(pixel_means, dtype=np.float32).reshape(1, 1, 3)\n", "")
                      .replace("    return im\n", "    return im - np.asarray(pixel_means, dtype=np.float32).reshape(1, 1, 3)\n"))
 
-T_BBOX = "tests/test_anchors_bbox.py"
-T_DET = "tests/test_detector.py"
-T_TARGETS = "tests/test_targets.py"
-T_LOSSES = "tests/test_losses.py"
-T_SOLVER = "tests/test_solver.py"
-T_MODEL = "tests/test_ssh_model.py"
-T_EXACT = "tests/test_ssh_exact.py::test_heads_match_opencv_caffe"
-T_NMS = "tests/test_nms.py"
-T_EVAL = "tests/test_evaluation.py"
+T_BBOX = "tests/lib/test_anchors_bbox.py"
+T_DET = "tests/model/test_detector.py"
+T_TARGETS = "tests/lib/test_targets.py"
+T_LOSSES = "tests/lib/test_losses.py"
+T_SOLVER = "tests/lib/test_solver.py"
+T_MODEL = "tests/model/test_ssh.py"
+T_EXACT = "tests/model/test_ssh_exact.py::test_heads_match_opencv_caffe"
+T_NMS = "tests/lib/test_nms.py"
+T_EVAL = "tests/lib/evaluation/test_evaluation.py"
 
 MUTATIONS = (
     # --- boxes, anchors, proposals (lib/bbox.py, lib/anchors.py, lib/proposals.py) ---------------
@@ -286,28 +286,28 @@ MUTATIONS = (
        f"{T_DET}::test_fast_runs_the_network_in_bfloat16_on_the_cpu_and_decodes_in_float32"),
     _m("blob-means-after-resize", "means subtracted after the resize",
        "lib/blob.py", _BLOB_BODY, _BLOB_MEANS_AFTER,
-       "tests/test_blob.py", f"{T_DET}::test_network_input_is_bgr_minus_the_means"),
+       "tests/lib/test_blob.py", f"{T_DET}::test_network_input_is_bgr_minus_the_means"),
     _m("blob-interpolation", "INTER_AREA instead of INTER_LINEAR",
        "lib/blob.py", "fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR", "fx=scale, fy=scale, interpolation=cv2.INTER_AREA",
-       "tests/test_blob.py"),
+       "tests/lib/test_blob.py"),
     _m("blob-scale-round", "MAX_SIZE test on s * longer side without np.round",
        "lib/blob.py", "np.round(s * max(height, width)) > max_size", "s * max(height, width) > max_size",
-       "tests/test_blob.py::test_compute_scale_by_hand"),
+       "tests/lib/test_blob.py::test_compute_scale_by_hand"),
     _m("imread-unchanged", "images read with IMREAD_UNCHANGED instead of imread's default",
        "lib/image_io.py", "image = cv2.imread(str(path))  #", "image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)  #",
-       "tests/test_image_io.py"),
+       "tests/lib/test_image_io.py"),
     _m("imread-no-exif", "EXIF orientation ignored when reading",
        "lib/image_io.py", "image = cv2.imread(str(path))  #",
        "image = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)  #",
-       "tests/test_image_io.py::test_exif_orientation_is_applied_as_cv2_imread_does",
-       "tests/test_loader.py::test_exif_rotated_training_image_is_upright_with_its_roidb_size"),
+       "tests/lib/test_image_io.py::test_exif_orientation_is_applied_as_cv2_imread_does",
+       "tests/lib/datasets/test_loader.py::test_exif_rotated_training_image_is_upright_with_its_roidb_size"),
     _m("image-size-untransposed", "image_size ignores EXIF transposition",
        "lib/image_io.py", "return (height, width) if orientation in _TRANSPOSED else (width, height)", "return (width, height)",
-       "tests/test_image_io.py::test_exif_orientation_is_applied_as_cv2_imread_does"),
+       "tests/lib/test_image_io.py::test_exif_orientation_is_applied_as_cv2_imread_does"),
     _m("nms-plus-one", "NMS areas without the +1",
        "lib/nms/__init__.py", "boxes[:, 2:] + 1], dim=1)", "boxes[:, 2:]], dim=1)",
        f"{T_NMS}::test_plus_one_areas_decide",
-       "tests/test_onnx_detector.py::test_min_size_filter_and_plus_one_nms_decide_the_output"),
+       "tests/model/deploy/test_onnx_detector.py::test_min_size_filter_and_plus_one_nms_decide_the_output"),
     _m("nms-double-thresh", "torchvision NMS compares with the double threshold, not float32",
        "lib/nms/__init__.py", "scores.float(), _float32(thresh))", "scores.float(), thresh)",
        f"{T_NMS}::test_threshold_compared_in_float32"),
@@ -316,30 +316,30 @@ MUTATIONS = (
        f"{T_NMS}::test_iou_equal_to_threshold_is_kept"),
     _m("config-test-nms", "default TEST.NMS_THRESH 0.4 instead of 0.3",
        "lib/config.py", '"NMS_THRESH": 0.3,\n        # Top detections kept per module', '"NMS_THRESH": 0.4,\n        # Top detections kept per module',
-       "tests/test_config.py::test_defaults_equal_the_official_default_config_yml"),
+       "tests/lib/test_config.py::test_defaults_equal_the_official_default_config_yml"),
     _m("config-means-rgb", "default PIXEL_MEANS in R, G, B order",
        "lib/config.py", '"PIXEL_MEANS": [[[102.9801, 115.9465, 122.7717]]]', '"PIXEL_MEANS": [[[122.7717, 115.9465, 102.9801]]]',
-       "tests/test_config.py::test_defaults_equal_the_official_default_config_yml"),
+       "tests/lib/test_config.py::test_defaults_equal_the_official_default_config_yml"),
     # --- training data and engine (lib/datasets/, lib/training.py) -----------------------------------
     _m("wider-clamp", "annotation x2 clamped to W - 1 instead of W",
        "lib/datasets/wider.py", "x2 = np.minimum(x1 + r[:, 2], width)", "x2 = np.minimum(x1 + r[:, 2], width - 1)",
-       "tests/test_wider_parsing.py::test_official_box_rule_hand_computed"),
+       "tests/lib/datasets/test_wider.py::test_official_box_rule_hand_computed"),
     _m("wider-round", "annotations rounded half to even instead of MATLAB's half away from zero",
        "lib/datasets/wider.py", "return np.sign(a) * np.floor(np.abs(a) + 0.5)", "return np.round(a)",
-       "tests/test_wider_parsing.py"),
+       "tests/lib/datasets/test_wider.py"),
     _m("roidb-flip", "flipped x1' = W - x2 instead of W - x2 - 1",
        "lib/datasets/roidb.py", "flipped[:, 0] = width - boxes[:, 2] - 1", "flipped[:, 0] = width - boxes[:, 2]",
-       "tests/test_roidb.py::test_flip_boxes_hand_computed"),
+       "tests/lib/datasets/test_roidb.py::test_flip_boxes_hand_computed"),
     _m("loader-flip-axis", "training image flipped vertically instead of horizontally",
        "lib/datasets/loader.py", "image = image[:, ::-1]", "image = image[::-1]",
-       "tests/test_loader.py::test_flipped_box_covers_the_flipped_pixels"),
+       "tests/lib/datasets/test_loader.py::test_flipped_box_covers_the_flipped_pixels"),
     _m("train-iter-size-sum", "accumulated gradient summed over iter_size instead of averaged",
        "lib/training.py", "loss = sum(losses.values()) / len(items)", "loss = sum(losses.values())",
-       "tests/test_train.py::test_train_step_accumulates_the_mean_gradient"),
+       "tests/lib/test_training.py::test_train_step_accumulates_the_mean_gradient"),
     _m("train-amp-cpu-fp16", "--amp autocasts to float16 on the CPU instead of bfloat16",
        "lib/training.py", "        return torch.float16\n    return torch.bfloat16\n",
        "        return torch.float16\n    return torch.float16\n",
-       "tests/test_train.py::test_amp_autocasts_to_bfloat16_on_the_cpu"),
+       "tests/lib/test_training.py::test_amp_autocasts_to_bfloat16_on_the_cpu"),
     # --- WIDER evaluation (lib/evaluation/) -----------------------------------------------------------
     _m("int32-round-half", "MATLAB int32() rounds halves toward zero",
        "lib/evaluation/matlab_int.py", "np.abs(x - t) >= 0.5", "np.abs(x - t) > 0.5",
@@ -380,30 +380,30 @@ MUTATIONS = (
     _m("read-pred-nan-last", "predictions sorted with NaN scores last (MATLAB sorts them first)",
        "lib/evaluation/read_pred.py", "[np.flatnonzero(nan), rest[np.argsort(-s[rest], kind=\"stable\")]]",
        "[rest[np.argsort(-s[rest], kind=\"stable\")], np.flatnonzero(nan)]",
-       "tests/test_evaluation_read.py::test_read_pred_sorts_descending_stable_nan_first"),
+       "tests/lib/evaluation/test_read_pred.py::test_read_pred_sorts_descending_stable_nan_first"),
     _m("wider-txt-round", "prediction files round the corners instead of truncating (int())",
        "lib/evaluation/wider_txt.py", "(int(x1), int(y1), int(x2) - int(x1), int(y2) - int(y1), score)",
        "(round(x1), round(y1), round(x2) - round(x1), round(y2) - round(y1), score)",
-       "tests/test_wider_txt.py"),
+       "tests/lib/evaluation/test_wider_txt.py"),
     _m("wider-txt-score-format", "scores written with %f instead of %g",
        "lib/evaluation/wider_txt.py", '"%d %d %d %d %g "', '"%d %d %d %d %f "',
-       "tests/test_wider_txt.py"),
+       "tests/lib/evaluation/test_wider_txt.py"),
     _m("wider-txt-thresh", "prediction files keep score >= 0.05 instead of > 0.05",
        "lib/evaluation/wider_txt.py", "dets[dets[:, 4] > SCORE_THRESH]", "dets[dets[:, 4] >= SCORE_THRESH]",
-       "tests/test_wider_txt.py"),
+       "tests/lib/evaluation/test_wider_txt.py"),
     # --- caffemodel reading (model/weights/caffemodel.py) -----------------------------------------------------
     _m("caffemodel-big-endian", "packed float data read big-endian",
        "model/weights/caffemodel.py", 'dtype = "<f4" if number == 5 else "<f8"', 'dtype = ">f4" if number == 5 else "<f8"',
-       "tests/test_caffemodel.py"),
+       "tests/model/weights/test_caffemodel.py"),
     _m("caffemodel-legacy-dims", "legacy num/channels/height/width stored in reverse order",
        "model/weights/caffemodel.py", "legacy[number - 1] = _signed(value, 32, key_pos)", "legacy[4 - number] = _signed(value, 32, key_pos)",
-       "tests/test_caffemodel.py"),
+       "tests/model/weights/test_caffemodel.py"),
     _m("caffemodel-shape-order", "BlobShape dims reversed",
        "model/weights/caffemodel.py", "shape = legacy if shape is None else shape\n", "shape = legacy if shape is None else shape[::-1]\n",
-       "tests/test_caffemodel.py"),
+       "tests/model/weights/test_caffemodel.py"),
     _m("caffemodel-float-first", "float data preferred over double_data (Caffe prefers double)",
        "model/weights/caffemodel.py", "values = chunks[8] or chunks[5]", "values = chunks[5] or chunks[8]",
-       "tests/test_caffemodel.py"),
+       "tests/model/weights/test_caffemodel.py"),
 )
 
 

@@ -3,7 +3,7 @@
 Both kernels see boxes with x2, y2 shifted by +1 (turning plain areas into +1 areas) and compare
 the float32 IoU with the float32 threshold, as the official GPU kernel does. CUDA tensors go to
 torchvision.ops.nms; CPU tensors go to the Cython kernel built by `make -C lib`, about 2x faster
-there (python3 -m benchmarks nms). Both return identical keeps (tests/test_nms.py). While
+there (python3 -m benchmarks nms). Both return identical keeps (tests/lib/test_nms.py). While
 torch.export / torch.onnx trace, torchvision.ops.nms serves every device: it is the one that traces
 (to ONNX NonMaxSuppression, which also suppresses IoU > threshold in float32).
 """

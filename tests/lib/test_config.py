@@ -3,7 +3,6 @@ import argparse
 import json
 import re
 import warnings
-from pathlib import Path
 
 import pytest
 from caffe_fixtures import parse_prototxt
@@ -11,9 +10,8 @@ from caffe_fixtures import parse_prototxt
 from lib.config import (RESUME_OVERRIDABLE, add_config_args, config_from_args, default_config, flat_config, get_config,
                         merge_yaml, resume_config, set_key)
 from lib.training import snapshot_prefix
-from shared import REFERENCE, needs_shared
+from shared import REFERENCE, ROOT, needs_shared
 
-ROOT = Path(__file__).resolve().parents[1]
 SOLVER = REFERENCE / "solver_ssh.prototxt"
 
 # Every key of the official SSH/configs/default_config.yml (mahyarnajibi/SSH) with its value there.
@@ -74,8 +72,8 @@ SOLVER_KEYS = {
 OFFICIAL_GPUS = 4
 # Solver fields that are no config key, each with where its behaviour is checked or why it has none.
 SOLVER_ELSEWHERE = {
-    "train_net": "the network file: model/ssh.py mirrors it (tests/test_ssh_exact.py)",
-    "lr_policy": "only 'step' exists in the port (lib.solver.StepLR, tests/test_solver.py)",
+    "train_net": "the network file: model/ssh.py mirrors it (tests/model/test_ssh_exact.py)",
+    "lr_policy": "only 'step' exists in the port (lib.solver.StepLR, tests/lib/test_solver.py)",
     "iter_size": "TRAIN.ITER_SIZE = OFFICIAL_GPUS x iter_size",
     "snapshot": "0: Caffe's own snapshots are off; SSH/train.py snapshots every TRAIN.SNAPSHOT iterations",
     "snapshot_prefix": "lib.training.snapshot_prefix",

@@ -5,7 +5,7 @@ face box is annotated below (the same box as ../shared/data/package_faces/annota
 official recipe runs unchanged (OHEM, Caffe SGD at base lr 0.004, momentum 0.9, flipped copies)
 except for the scale (shorter side 160 px: the face is ~56 x 64, an M2 face), one image per SGD
 step, and the Kaiming-initialised trunk (--init none). About 30 s on an idle 2-core CPU.
-Run alone: .venv/bin/python -m pytest -q tests/test_learning.py
+Run alone: .venv/bin/python -m pytest -q tests/scripts/test_learning.py
 """
 import hashlib
 import re

@@ -19,8 +19,8 @@ from lib.train_log import read_metrics
 from lib.utils.atomic import TEMP_MARKER, atomic_path, is_temp_name, remove_stale_temps
 from lib.utils.checkpoint import save_snapshot, snapshot_config
 from lib.utils.lock import LOCK_NAME, FolderLocked, folder_lock
+from shared import ROOT as REPO
 
-REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
 # Tiny fast runs: 64-pixel blobs, 2 images per SGD step, one log line per step.
 TINY = ["--device", "cpu", "--init", "none", "--workers", "0", "--set", "TRAIN.SCALES", "[64]",

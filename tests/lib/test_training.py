@@ -6,7 +6,6 @@ import random
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,8 +20,8 @@ from lib.solver import CaffeSGD, StepLR
 from lib.train_log import read_metrics, running_mean
 from lib.training import NonFiniteLoss, StopOnSigint, amp_dtype, image_losses, train_loop, train_step
 from lib.utils.checkpoint import get_rng_state, load_snapshot, save_snapshot, set_rng_state
+from shared import ROOT as REPO
 
-REPO = Path(__file__).resolve().parents[1]
 # Tiny fast runs: 64-pixel blobs, 2 images per SGD step, one log line per step.
 TINY = ["--init", "none", "--set", "TRAIN.SCALES", "[64]", "--set", "TRAIN.ITER_SIZE", "2",
         "--set", "TRAIN.DISPLAY", "1"]

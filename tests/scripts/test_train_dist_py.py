@@ -26,8 +26,8 @@ import train_dist
 from lib.train_log import read_metrics
 from lib.utils.distributed import (Launch, all_reduce_mean, any_rank, broadcast_module, failure_message,
                                    launch_from, lost_ranks, pick_device, split_iter_size)
+from shared import ROOT as REPO
 
-REPO = Path(__file__).resolve().parents[1]
 # 64-pixel blobs, 4 images per SGD step, one log line per step.
 TINY = ["--init", "none", "--device", "cpu", "--workers", "0", "--set", "TRAIN.SCALES", "[64]",
         "--set", "TRAIN.ITER_SIZE", "4", "--set", "TRAIN.DISPLAY", "1"]

@@ -1,11 +1,10 @@
 """Every error path of test.py and eval.py: one `error:` sentence and exit code 2, never a traceback.
 
-(train.py's and train_dist.py's error paths are in tests/test_train_robust.py and
-tests/test_train_dist.py.)
+(train.py's and train_dist.py's error paths are in tests/scripts/test_train_py.py and
+tests/scripts/test_train_dist_py.py.)
 """
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,8 +12,8 @@ import torch
 
 import eval as eval_script
 import test as test_script
+from shared import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")

@@ -1,14 +1,13 @@
 """benchmarks/: every benchmark runs at its --smoke size and prints its numbers; `all` and --list."""
 import re
 import subprocess
-from pathlib import Path
 
 import pytest
 import torch
 
 from benchmarks.__main__ import BENCHMARKS, main
+from shared import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 F = r"\d+\.\d+"
 # benchmark: (options added to --smoke, lines its output must hold)
 SMOKE_RUNS = {
