@@ -4,5 +4,8 @@ caffemodel.py  Caffe .caffemodel reader and writer (protobuf wire format, no Caf
 official.py    the official weight files: download, unpack, verify (`python3 -m model.weights`)
 loading.py     file-type dispatch .caffemodel / .pth / .onnx, ImageNet init for training
 
+Training snapshots (weights with optimizer, schedule, RNG and data position) are the training
+engine's state and live beside it in lib/utils/checkpoint.py, since lib/ never imports model/;
+`SSH.load_checkpoint` reads the weights of either a snapshot or a plain state_dict.
 Nothing is imported here, so that model.ssh can use caffemodel.py without a cycle.
 """
