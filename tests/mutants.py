@@ -36,35 +36,25 @@ TIMEOUT_S = 600
 
 @dataclass(frozen=True)
 class Mutation:
-    """One semantic mutation: `original` (exactly once in `file`) becomes `replacement`; `tests` are
-    pytest paths or node ids (relative to the repository root) expected to fail on it."""
+    """One semantic mutation: each (original, replacement) of `edits` (every original exactly once in
+    `file`) is applied; `tests` are pytest paths or node ids (relative to the repository root)
+    expected to fail on it."""
 
     id: str
     description: str
     file: str
-    original: str
-    replacement: str
+    edits: tuple
     tests: tuple
 
 
 def _m(id, description, file, original, replacement, *tests):
-    return Mutation(id, description, file, original, replacement, tests)
+    """A mutation of one edit."""
+    return Mutation(id, description, file, ((original, replacement),), tests)
 
 
-_BLOB_BODY = """\
-    im = image.astype(np.float32, copy=True)
-    im -= np.asarray(pixel_means, dtype=np.float32).reshape(1, 1, 3)
-    if scale != 1.0:
-        height, width = im.shape[:2]
-        size = (round(width * scale), round(height * scale))  # OpenCV's cvRound: half to even
-        if min(size) > 0:
-            im = cv2.resize(im, None, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
-        else:
-            im = cv2.resize(im, (max(size[0], 1), max(size[1], 1)), interpolation=cv2.INTER_LINEAR)
-    return im
-"""
-_BLOB_MEANS_AFTER = (_BLOB_BODY.replace("    im -= np.asarray(pixel_means, dtype=np.float32).reshape(1, 1, 3)\n", "")
-                     .replace("    return im\n", "    return im - np.asarray(pixel_means, dtype=np.float32).reshape(1, 1, 3)\n"))
+# prep_image with the means subtracted after the resize instead of before (two edits).
+_MEANS = "np.asarray(pixel_means, dtype=np.float32).reshape(1, 1, 3)"
+_BLOB_MEANS_AFTER = ((f"    im -= {_MEANS}\n", ""), ("    return im\n", f"    return im - {_MEANS}\n"))
 
 T_BBOX = "tests/lib/test_anchors_bbox.py"
 T_DET = "tests/model/test_detector.py"
@@ -284,9 +274,8 @@ MUTATIONS = (
        "model/detector.py", 'torch.float16 if self.device.type == "cuda" else torch.bfloat16',
        'torch.float16 if self.device.type == "cuda" else torch.float16',
        f"{T_DET}::test_fast_runs_the_network_in_bfloat16_on_the_cpu_and_decodes_in_float32"),
-    _m("blob-means-after-resize", "means subtracted after the resize",
-       "lib/blob.py", _BLOB_BODY, _BLOB_MEANS_AFTER,
-       "tests/lib/test_blob.py", f"{T_DET}::test_network_input_is_bgr_minus_the_means"),
+    Mutation("blob-means-after-resize", "means subtracted after the resize", "lib/blob.py", _BLOB_MEANS_AFTER,
+             ("tests/lib/test_blob.py", f"{T_DET}::test_network_input_is_bgr_minus_the_means")),
     _m("blob-interpolation", "INTER_AREA instead of INTER_LINEAR",
        "lib/blob.py", "fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR", "fx=scale, fy=scale, interpolation=cv2.INTER_AREA",
        "tests/lib/test_blob.py"),
@@ -423,11 +412,13 @@ def check_mutation(m, root):
     path = root / m.file
     if not path.is_file():
         return f"{m.file} does not exist"
-    count = path.read_text(encoding="utf-8").count(m.original)
-    if count != 1:
-        return f"its snippet occurs {count} times in {m.file} (must be exactly once)"
-    if m.replacement == m.original:
-        return "its replacement equals the original"
+    text = path.read_text(encoding="utf-8")
+    for k, (original, replacement) in enumerate(m.edits, 1):
+        count = text.count(original)
+        if count != 1:
+            return f"its snippet {k} occurs {count} times in {m.file} (must be exactly once)"
+        if replacement == original:
+            return f"its replacement {k} equals the original"
     missing = [t for t in m.tests if not (root / t.split("::")[0]).is_file()]
     if not m.tests or missing:
         return f"test file(s) not found: {', '.join(missing)}" if missing else "it names no tests"
@@ -496,7 +487,10 @@ def run_mutation(m, python, scratch, env):
     saved = {p: p.read_bytes() for p in built}
     start = time.monotonic()
     try:
-        path.write_text(original.decode("utf-8").replace(m.original, m.replacement, 1), encoding="utf-8")
+        text = original.decode("utf-8")
+        for snippet, replacement in m.edits:
+            text = text.replace(snippet, replacement, 1)
+        path.write_text(text, encoding="utf-8")
         if m.file.endswith(".pyx"):
             error = build_extension(python, scratch)
             if error:
