@@ -1,7 +1,7 @@
 """Evaluate SSH on WIDER FACE val, or score any predictions folder, with the official tool's numbers.
 
-  python3 eval.py [--model PATH] [--cfg FILE] [--set KEY VALUE] [--data DIR] [--net_name NAME]
-                  [--no_cache] [--device DEV]
+  python3 eval.py [--model PATH] [--precision P] [--cfg FILE] [--set KEY VALUE] [--data DIR]
+                  [--net_name NAME] [--no_cache] [--device DEV]
       detect every val image, write output/<EXP_DIR>/wider_val/<net_name>/detections/<event>/<image>.txt,
       then evaluate them (results.json and pr_curves.png beside the detections).
   python3 eval.py --predictions DIR [--gt DIR] [--json FILE] [--plot FILE]
@@ -20,6 +20,7 @@ from lib.evaluation.plot import plot_pr_curves
 from lib.utils.atomic import atomic_write_text
 from lib.utils.cli import one_line_warnings
 from lib.utils.lock import FolderLocked, folder_lock
+from model.precision import PRECISIONS
 
 # Lock file of a detection run folder: two eval.py runs never write the same predictions at once.
 EVAL_LOCK = "eval.lock"
@@ -28,7 +29,11 @@ EVAL_LOCK = "eval.lock"
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--predictions", metavar="DIR", help="evaluate this predictions folder, skip detection")
-    parser.add_argument("--model", help=".caffemodel or .pth weights (default: <DATA_DIR>/SSH_models/SSH.caffemodel)")
+    parser.add_argument("--model", help=".caffemodel or .pth weights, or an .onnx graph "
+                        "(default: <DATA_DIR>/SSH_models/SSH.caffemodel, SSH_int8.onnx with --precision int8)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                        help="number format of the network (model/precision.py); int8 runs an int8 .onnx model "
+                             "on the CPU: the AP difference to fp32 is its accuracy cost")
     parser.add_argument("--data", help="WIDER root with WIDER_val/ and wider_face_split/ "
                         "(default: <DATA_DIR>/datasets/wider, DATA_DIR being data/)")
     parser.add_argument("--gt", metavar="DIR", help="official ground_truth/ folder with wider_face_val.mat and "
@@ -51,15 +56,15 @@ def detect(args, cfg, run_dir):
     from lib.utils.device import parse_device
     from model.detector import build_detector
 
-    device = parse_device(args.device)
+    device = parse_device(args.device or ("cpu" if args.precision == "int8" else None))
     names, image_root = val_images(args.data)
     model = Path(args.model)
     if not model.is_file():
         raise FileNotFoundError(f"model file not found: {model}")
-    detector = build_detector(model, cfg, device)
+    detector = build_detector(model, cfg, device, args.precision)
     stat = model.stat()
     key = {"model": str(model.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-           "TEST": cfg.TEST, "PIXEL_MEANS": cfg.PIXEL_MEANS}
+           "precision": args.precision, "TEST": cfg.TEST, "PIXEL_MEANS": cfg.PIXEL_MEANS}
     pred_dir = run_dir / "detections"
     cache_dir = None if args.no_cache else run_dir / "cache"
     with folder_lock(run_dir, EVAL_LOCK):
@@ -102,7 +107,8 @@ def main(argv=None):
     try:
         cfg = config_from_args(args)
         layout = data_layout(cfg.DATA_DIR)
-        args.model, args.data = args.model or layout.ssh_model, args.data or layout.wider
+        args.model = args.model or (layout.ssh_int8_model if args.precision == "int8" else layout.ssh_model)
+        args.data = args.data or layout.wider
         if args.baselines and not Path(args.baselines).is_dir():
             raise FileNotFoundError(f"baselines folder not found: {args.baselines}")
         gt_dir = Path(args.gt or Path(args.data) / "eval_tools" / "ground_truth")

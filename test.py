@@ -6,7 +6,8 @@
     python3 test.py --video clip.mp4 --batch-size 4   # annotated video + one detections file per frame
     python3 test.py --export-onnx ssh.onnx            # ONNX graph with dynamic batch, height, width
     python3 test.py --export-onnx-detector det.onnx   # ONNX graph: blob and scale -> detections
-    python3 test.py --backend onnxruntime --model ssh.onnx --dir photos/
+    python3 test.py --model ssh.onnx --dir photos/     # an ONNX graph run by ONNX Runtime
+    python3 test.py --precision int8                  # data/SSH_models/SSH_int8.onnx (python3 -m model.deploy quantize)
 """
 import argparse
 import sys
@@ -25,6 +26,7 @@ from lib.utils.device import parse_device
 from lib.video import FrameReader, VideoError, atomic_video, image_files
 from lib.visualize import draw_detections, format_detections
 from model.detector import batched, build_detector
+from model.precision import PRECISIONS
 from model.weights.loading import BACKENDS, load_network
 
 ONNX_PACKAGES = "onnx onnxruntime onnxscript"
@@ -46,9 +48,10 @@ def parse_args(argv):
     parser.add_argument("--video", type=Path,
                         help="video file or folder of frames: write an annotated video and per-frame detections")
     parser.add_argument("--model", type=Path,
-                        help=".caffemodel or .pth weights, or .onnx with --backend onnxruntime "
-                             "(default: <DATA_DIR>/SSH_models/SSH.caffemodel, DATA_DIR being data/)")
-    parser.add_argument("--backend", choices=BACKENDS, default="pytorch", help="network runtime")
+                        help=".caffemodel or .pth weights, or an .onnx graph (default: <DATA_DIR>/SSH_models/"
+                             "SSH.caffemodel, SSH_int8.onnx with --precision int8; DATA_DIR being data/)")
+    parser.add_argument("--backend", choices=BACKENDS,
+                        help="network runtime (default: onnxruntime for .onnx models, else pytorch)")
     parser.add_argument("--export-onnx", type=Path, metavar="PATH",
                         help="write the network of --model as ONNX (dynamic batch, height, width) and exit")
     parser.add_argument("--export-onnx-detector", type=Path, metavar="PATH",
@@ -59,14 +62,21 @@ def parse_args(argv):
     parser.add_argument("--thresh", type=float, default=0.5, help="score threshold to draw and save")
     parser.add_argument("--out", type=Path, default=Path("output/detections"), help="output folder")
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available, else cpu)")
-    parser.add_argument("--fast", action="store_true",
-                        help="reduced precision: bf16 on CPU, fp16 on CUDA")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                        help="number format of the network: bf16 (fast on CPUs with AVX-512 bf16) and fp16 "
+                             "(fast on CUDA) run the PyTorch network; int8 runs an int8 .onnx model on the CPU")
     add_config_args(parser)
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         parser.error("--batch-size must be at least 1")
-    if args.backend != "pytorch" and (args.fast or args.export_onnx or args.export_onnx_detector):
-        parser.error("--fast, --export-onnx and --export-onnx-detector need the pytorch backend")
+    exporting = args.export_onnx or args.export_onnx_detector
+    if exporting and (args.backend == "onnxruntime" or args.precision != "fp32"):
+        parser.error("--export-onnx and --export-onnx-detector write fp32 graphs of pytorch weights "
+                     "(int8 graphs: python3 -m model.deploy quantize)")
+    if args.backend == "pytorch" and args.precision == "int8":
+        parser.error("int8 runs an int8 .onnx model with the onnxruntime backend")
+    if args.backend == "onnxruntime" and args.precision in ("bf16", "fp16"):
+        parser.error(f"{args.precision} runs the pytorch backend; ONNX graphs run in their own precision")
     if args.video is not None and (args.image or args.dir):
         parser.error("--video cannot be combined with --image or --dir")
     return args
@@ -221,18 +231,20 @@ def main(argv=None):
     try:
         cfg = config_from_args(args)
         official = args.model is None
-        args.model = args.model or data_layout(cfg.DATA_DIR).ssh_model
-        device = parse_device(args.device)
+        layout = data_layout(cfg.DATA_DIR)
+        args.model = args.model or (layout.ssh_int8_model if args.precision == "int8" else layout.ssh_model)
+        device = parse_device(args.device or ("cpu" if args.precision == "int8" else None))
         if args.export_onnx:
             export(args)
             return 0
         if args.export_onnx_detector:
             export_detector(args, cfg)
             return 0
-        detector = build_detector(args.model, cfg, device, args.fast, backend=args.backend)
+        detector = build_detector(args.model, cfg, device, args.precision, backend=args.backend)
         return detect_video(args, detector) if args.video is not None else detect_images(args, detector)
     except FileNotFoundError as e:
-        hint = " Run `make demo` to download the official model." if official else ""
+        hint = ("" if not official else " Write it with `python3 -m model.deploy quantize`." if args.precision == "int8"
+                else " Run `make demo` to download the official model.")
         print(f"error: {e}.{hint}", file=sys.stderr)
         return 2
     except ImportError as e:

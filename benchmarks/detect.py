@@ -1,18 +1,27 @@
-"""Detection latency, time outside the network, GFLOP/s and peak memory per blob size.
+"""Detection latency, time outside the network, GFLOP/s and peak memory per precision and blob size.
 
-    python3 -m benchmarks detect [--device cuda] [--fast] [--runs 5] [--sizes 480x640 ...] [--smoke]
+    python3 -m benchmarks detect [--device cuda] [--precisions fp32 bf16 int8] [--runs 5] [--sizes 480x640 ...]
+                                 [--smoke]
 
-For each blob size it prints the end-to-end latency of Detector.detect (median and min..max of
---runs runs after a warm-up), the share spent outside the network (preprocessing, decoding, NMS),
-the network's achieved GFLOP/s next to a large 3x3 convolution of the same precision timed in the
-same process, and the peak memory of one detection (CUDA: peak allocated; CPU: peak resident set of a
-fresh process that imports everything, builds the detector and detects one image of that size).
-With --fast it also runs the reduced-precision mode and reports its head drift.
+The precisions (model/precision.py; default fp32 bf16 int8 on the CPU, fp32 fp16 on CUDA, where int8
+is not available) run side by side in one process: for each blob size, every run times each mode
+in turn, so machine noise hits all modes alike. fp32 always runs: it is the baseline of the ratios
+and the head drift. The int8 network is the same random SSH quantized by model.deploy.quantize,
+calibrated on 4 random images of the first size.
+Per mode and size it prints the end-to-end latency of Detector.detect (resize, network, decoding,
+NMS: median and min..max of --runs runs after a warm-up), the share spent outside the network, the
+network's achieved GFLOP/s next to a large 3x3 convolution timed in the same process (in the mode's
+format; int8 against the fp32 convolution), the speed-up over fp32 (x fp32) and the peak memory of
+one detection (CUDA: peak allocated; CPU: peak resident set of a fresh process that imports
+everything, builds or loads the detector and detects one image of that size). Each reduced
+precision's head drift against fp32 follows the rows of a size.
 Random weights are used (speed does not depend on them); images are ORIG_SIZE so blob = image.
 """
 import multiprocessing
-import resource
+import re
 import statistics
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -20,7 +29,9 @@ import torch.nn.functional as F
 
 from lib.config import get_config
 from lib.utils.device import default_device, device_arg
+from model.deploy.calibration import CalibrationBlobs
 from model.detector import Detector
+from model.precision import AUTOCAST_DTYPES, PRECISIONS
 from model.ssh import SSH
 
 from .utils import (DETECT_SIZES, Timing, benchmark_parser, device_name, head_difference, hw, parse_args, random_images,
@@ -29,6 +40,7 @@ from .utils import (DETECT_SIZES, Timing, benchmark_parser, device_name, head_di
 # The reference convolution's map (VGG conv5 at 1200x1600).
 REFERENCE_HW = "100x150"
 SMOKE = {"sizes": ["64x96"], "runs": 1, "reference_hw": "10x15"}
+CALIBRATION_IMAGES = 4
 
 
 def conv_flops(net, blob):
@@ -58,70 +70,139 @@ def reference_conv_gflops(device, dtype, height, width, runs=5):
         return flops / time_calls(lambda: F.conv2d(x, w, padding=1), device, runs).min / 1e9
 
 
-def _detector(device, fast):
+def random_ssh():
+    """The benchmark's SSH: random weights, the same in every process (seeded)."""
+    torch.manual_seed(0)
+    return SSH()
+
+
+def make_detector(device, precision, int8_path=None):
+    """ORIG_SIZE detector of the random SSH in `precision`; int8 runs the graph saved at `int8_path`."""
     cfg = get_config()
     cfg.TEST.ORIG_SIZE = True
-    torch.manual_seed(0)
-    return Detector.from_config(SSH(), cfg, device, fast=fast)
+    if precision == "int8":
+        from model.deploy.onnx_runtime import OnnxSSH
+        return Detector.from_config(OnnxSSH.from_file(int8_path), cfg, "cpu", precision="int8")
+    return Detector.from_config(random_ssh(), cfg, device, precision=precision)
 
 
-def _detect_once_rss(height, width, fast):
-    _detector("cpu", fast).detect(random_images(1, height, width)[0])
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def quantize_random_ssh(path, fp32_detector, height, width):
+    """Write the random SSH quantized to int8 at `path`, calibrated on random height x width images."""
+    from model.deploy.quantize import quantize_network
+    images = random_images(CALIBRATION_IMAGES, height, width, seed=1)
+    return quantize_network(random_ssh(), path, CalibrationBlobs(images, fp32_detector))
 
 
-def peak_memory_mb(device, height, width, fast):
+def _detect_once_rss(height, width, precision, int8_path):
+    """Peak RSS in MB of this process after one detection. VmHWM, not getrusage's ru_maxrss: Linux
+    carries ru_maxrss over fork and exec, so a spawned child would report its parent's peak."""
+    make_detector("cpu", precision, int8_path).detect(random_images(1, height, width)[0])
+    status = Path("/proc/self/status").read_text()
+    return int(re.search(r"^VmHWM:\s+(\d+) kB", status, re.M).group(1)) / 1024
+
+
+def peak_memory_mb(device, height, width, precision, int8_path):
     """Peak memory in MB of one detection: CUDA peak allocated, or a fresh CPU process's peak RSS."""
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-        _detector(device, fast).detect(random_images(1, height, width)[0])
+        make_detector(device, precision).detect(random_images(1, height, width)[0])
         return torch.cuda.max_memory_allocated(device) / 2**20
     with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return pool.apply(_detect_once_rss, (height, width, fast))
+        return pool.apply(_detect_once_rss, (height, width, precision, int8_path))
 
 
-def time_size(detector, height, width, runs):
-    """(Timing of `runs` detections of a random height x width image, median network seconds)."""
+def network_blob(image, pixel_means):
+    """The 1 x 3 x H x W float32 network input of `image` at scale 1."""
+    return torch.from_numpy(np.ascontiguousarray((image.astype(np.float32) - pixel_means).transpose(2, 0, 1)))[None]
+
+
+def time_interleaved(detectors, height, width, runs):
+    """{mode: (Timing of detections, median network seconds)} of a random height x width image.
+
+    Each run times every mode in turn (detection, then the network alone), after one warm-up each.
+    """
     (image,) = random_images(1, height, width)
-    blob = torch.from_numpy(np.ascontiguousarray(
-        (image.astype(np.float32) - detector.pixel_means).transpose(2, 0, 1)))[None]
-    detector.detect(image)
-    total, network = [], []
+    blob = network_blob(image, detectors["fp32"].pixel_means)
+    totals = {name: [] for name in detectors}
+    networks = {name: [] for name in detectors}
+    for detector in detectors.values():
+        detector.detect(image)
     for _ in range(runs):
-        total.append(seconds(lambda: detector.detect(image), detector.device))
-        network.append(seconds(lambda: detector.forward(blob), detector.device))
-    return Timing.of(total), statistics.median(network)
+        for name, detector in detectors.items():
+            totals[name].append(seconds(lambda: detector.detect(image), detector.device))
+            networks[name].append(seconds(lambda: detector.forward(blob), detector.device))
+    return {name: (Timing.of(totals[name]), statistics.median(networks[name])) for name in detectors}
+
+
+def choose_precisions(requested, device):
+    """fp32 first, then the other requested (or default) precisions; int8 dropped on CUDA with a note."""
+    default = ["fp32", "bf16", "int8"] if device.type == "cpu" else ["fp32", "fp16"]
+    names = list(dict.fromkeys(["fp32", *(requested or default)]))
+    if device.type != "cpu" and "int8" in names:
+        print(f"note: int8 runs on the CPU only (ONNX Runtime); not benchmarked on {device}")
+        names.remove("int8")
+    return names
+
+
+def build_detectors(device, precisions, int8_path, calibration_hw):
+    """{precision: Detector} in `precisions` order (fp32 first); int8 first quantizes into `int8_path`."""
+    detectors = {"fp32": make_detector(device, "fp32")}
+    if "int8" in precisions:
+        quantize_random_ssh(int8_path, detectors["fp32"], *calibration_hw)
+    for precision in precisions[1:]:
+        detectors[precision] = make_detector(device, precision, int8_path)
+    return detectors
+
+
+def reference_rates(device, precisions, reference_hw):
+    """{precision: GFLOP/s of the reference convolution in its format}; int8 gets the fp32 rate."""
+    dtypes = {p: getattr(torch, AUTOCAST_DTYPES.get(p, "float32")) for p in precisions if p != "int8"}
+    rates = {p: reference_conv_gflops(device, dtype, *hw(reference_hw)) for p, dtype in dtypes.items()}
+    return {**rates, "int8": rates["fp32"]}
+
+
+def print_rows(size, flops, timings, ref, peaks):
+    """One table row per mode at `size`; x fp32 is fp32's median detection time over the mode's."""
+    base = timings["fp32"][0].median
+    for name, (total, net_s) in timings.items():
+        gflops = flops / net_s / 1e9
+        print(f"{name:>5} {size:>10} {total.median:>9.3f} {total.min:>6.3f}..{total.max:<6.3f} "
+              f"{max(0.0, 1 - net_s / total.median):>10.1%} {gflops:>11.1f} {gflops / ref[name]:>8.0%} "
+              f"{base / total.median:>6.2f}x {peaks[name]:>8.0f}")
+
+
+def run_table(args, device, detectors, int8_path):
+    """Print the header, reference rates and, per size, the interleaved rows and head drifts."""
+    ref = reference_rates(device, detectors, args.reference_hw)
+    print(f"device {device} ({device_name(device)}), torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"reference 3x3 conv 512->512 @{args.reference_hw}: "
+          + ", ".join(f"{ref[p]:.1f} GFLOP/s {p}" for p in detectors if p != "int8")
+          + ("; int8's % of ref is of fp32's" if "int8" in detectors else ""))
+    print(f"{'mode':>5} {'size':>10} {'median s':>9} {'min..max s':>14} {'outside net':>11} "
+          f"{'net GFLOP/s':>11} {'% of ref':>8} {'x fp32':>7} {'peak MB':>8}")
+    for size in args.sizes:
+        h, w = hw(size)
+        flops = conv_flops(detectors["fp32"].net, torch.zeros(1, 3, h, w))
+        timings = time_interleaved(detectors, h, w, args.runs)
+        peaks = {p: peak_memory_mb(device, h, w, p, int8_path) for p in detectors}
+        print_rows(size, flops, timings, ref, peaks)
+        for name in list(detectors)[1:]:
+            drift = head_difference(detectors["fp32"], detectors[name], torch.randn(1, 3, h, w) * 50)
+            print(f"{'':>5} {size:>10} {name} head drift vs fp32 (max|diff|/max|value|): {drift:.2e}")
 
 
 def main(argv=None):
     parser = benchmark_parser(__name__, __doc__)
     parser.add_argument("--device", type=device_arg, default=default_device())
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--fast", action="store_true", help="also benchmark the reduced-precision mode")
+    parser.add_argument("--precisions", nargs="+", choices=PRECISIONS,
+                        help="modes side by side (default: fp32 bf16 int8 on the CPU, fp32 fp16 on CUDA)")
     parser.add_argument("--sizes", nargs="+", default=[f"{h}x{w}" for h, w in DETECT_SIZES])
     parser.add_argument("--reference-hw", default=REFERENCE_HW, help="map of the reference 3x3 convolution, HxW")
     args = parse_args(parser, argv, SMOKE)
     device = torch.device(args.device)
-    modes = {"fp32": False, "fast": True} if args.fast else {"fp32": False}
-    detectors = {name: _detector(device, fast) for name, fast in modes.items()}
-    low = torch.float16 if device.type == "cuda" else torch.bfloat16
-    ref = {name: reference_conv_gflops(device, low if fast else torch.float32, *hw(args.reference_hw))
-           for name, fast in modes.items()}
-    print(f"device {device} ({device_name(device)}), torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(f"reference 3x3 conv 512->512 @{args.reference_hw}: {ref['fp32']:.1f} GFLOP/s fp32"
-          + (f", {ref['fast']:.1f} GFLOP/s {str(low)[6:]}" if args.fast else ""))
-    print(f"{'mode':>5} {'size':>10} {'median s':>9} {'min..max s':>14} {'outside net':>11} "
-          f"{'net GFLOP/s':>11} {'% of ref':>8} {'peak MB':>8}")
-    for size in args.sizes:
-        h, w = hw(size)
-        flops = conv_flops(detectors["fp32"].net, torch.zeros(1, 3, h, w))
-        for name, detector in detectors.items():
-            total, net_s = time_size(detector, h, w, args.runs)
-            gflops = flops / net_s / 1e9
-            print(f"{name:>5} {size:>10} {total.median:>9.3f} {total.min:>6.3f}..{total.max:<6.3f} "
-                  f"{max(0.0, 1 - net_s / total.median):>10.1%} {gflops:>11.1f} {gflops / ref[name]:>8.0%} "
-                  f"{peak_memory_mb(device, h, w, modes[name]):>8.0f}")
-        if args.fast:
-            drift = head_difference(detectors["fp32"], detectors["fast"], torch.randn(1, 3, h, w) * 50)
-            print(f"{'':>5} {size:>10} fast-mode head drift (max|diff|/max|value|): {drift:.2e}")
-
+    precisions = choose_precisions(args.precisions, device)
+    with tempfile.TemporaryDirectory(prefix="ssh-benchmark-") as tmp:
+        int8_path = Path(tmp) / "random_int8.onnx"
+        detectors = build_detectors(device, precisions, int8_path, hw(args.sizes[0]))
+        run_table(args, device, detectors, int8_path)

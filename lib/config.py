@@ -163,9 +163,11 @@ def warn_unused(cfg):
 
 def data_layout(data_dir):
     """Default paths of the official data layout under DATA_DIR (data/README.md): the trained
-    `ssh_model`, the ImageNet `imagenet_model` and the `wider` dataset root."""
+    `ssh_model` and its int8 quantization `ssh_int8_model`, the ImageNet `imagenet_model` and the
+    `wider` dataset root."""
     root = Path(data_dir)
     return SimpleNamespace(ssh_model=root / "SSH_models" / "SSH.caffemodel",
+                           ssh_int8_model=root / "SSH_models" / "SSH_int8.onnx",
                            imagenet_model=root / "imagenet_models" / "VGG16.caffemodel",
                            wider=root / "datasets" / "wider")
 

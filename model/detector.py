@@ -5,8 +5,6 @@ TEST.SCALES[0] / TEST.MAX_SIZE, or the pyramid test when TEST.SCALES holds sever
 (docs/inference.md §5.2, §5.3). Detections are (N, 5) rows x1, y1, x2, y2, score in the
 original image's pixels (inclusive corners), score-descending.
 """
-from contextlib import nullcontext
-
 import cv2
 import numpy as np
 import torch
@@ -16,6 +14,7 @@ from lib.blob import compute_scale, prep_image
 from lib.postprocess import SCORE_THRESH, PostProcess
 from lib.utils.device import default_device
 
+from .precision import autocast, check_precision
 from .weights.loading import load_network
 
 
@@ -53,14 +52,16 @@ class Detector:
     (TEST.NMS_THRESH), top_n (TEST.N_DETS_PER_MODULE), min_size (TEST.ANCHOR_MIN_SIZE) and
     score_thresh (kept when score > it; the official test_net's SCORE_THRESH = 0.05). `from_config`
     reads them all from a config. The network runs in channels_last memory format (same values to
-    float rounding, 1.2-1.6x faster on CPU); fast=True also runs it in reduced precision (bf16 on
-    CPU, fp16 on CUDA). Decoding and NMS always run in float32.
+    float rounding, 1.2-1.6x faster on CPU). precision (model/precision.py): "fp32", "bf16" or "fp16"
+    runs a PyTorch network under that autocast; an ONNX network (model.deploy.onnx_runtime) runs in
+    its own format, "fp32" or "int8", which `precision` must name. Decoding and NMS run in float32.
     """
 
     def __init__(self, net, pixel_means, *, scales, max_size, pyramid_base_size, orig_size,
-                 nms_thresh, top_n, min_size, score_thresh, device="cpu", fast=False):
+                 nms_thresh, top_n, min_size, score_thresh, device="cpu", precision="fp32"):
         self.device = torch.device(device)
-        self.fast = fast
+        check_precision(precision, net, self.device)
+        self.precision = precision
         self.net = net.to(self.device, memory_format=torch.channels_last).eval()
         self.pixel_means = np.asarray(pixel_means, dtype=np.float32).reshape(3)
         self.test_scales = tuple(scales)
@@ -71,13 +72,13 @@ class Detector:
                                 level_modules(self.test_scales, orig_size)).to(self.device)
 
     @classmethod
-    def from_config(cls, net, cfg, device="cpu", fast=False, score_thresh=SCORE_THRESH):
+    def from_config(cls, net, cfg, device="cpu", precision="fp32", score_thresh=SCORE_THRESH):
         """Detector with the TEST settings and PIXEL_MEANS of `cfg` (lib/config.py)."""
         test = cfg.TEST
         return cls(net, cfg.PIXEL_MEANS, scales=test.SCALES, max_size=test.MAX_SIZE,
                    pyramid_base_size=test.PYRAMID_BASE_SIZE, orig_size=test.ORIG_SIZE,
                    nms_thresh=test.NMS_THRESH, top_n=test.N_DETS_PER_MODULE, min_size=test.ANCHOR_MIN_SIZE,
-                   score_thresh=score_thresh, device=device, fast=fast)
+                   score_thresh=score_thresh, device=device, precision=precision)
 
     def scales(self, height, width):
         """[(scale, modules)] of the test levels for an image of height x width.
@@ -95,17 +96,11 @@ class Detector:
             values = [base * t / base_min for t in self.test_scales]
         return list(zip(values, self.post.level_modules))
 
-    def _autocast(self):
-        if not self.fast:
-            return nullcontext()
-        dtype = torch.float16 if self.device.type == "cuda" else torch.bfloat16
-        return torch.autocast(self.device.type, dtype=dtype)
-
     @torch.inference_mode()
     def forward(self, blob):
         """Raw heads {module: (cls_score, bbox_pred)} in float32 for an N x 3 x H x W blob."""
         blob = blob.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-        with self._autocast():
+        with autocast(self.precision, self.device):
             heads = self.net(blob)
         return {m: (c.float(), b.float()) for m, (c, b) in heads.items()}
 
@@ -166,8 +161,9 @@ def batched(iterable, size):
         yield batch
 
 
-def build_detector(model_path, cfg, device=None, fast=False, score_thresh=SCORE_THRESH, backend="pytorch"):
-    """Detector for the weights at `model_path` with the TEST settings and PIXEL_MEANS of `cfg`."""
-    device = device or default_device()
+def build_detector(model_path, cfg, device=None, precision="fp32", score_thresh=SCORE_THRESH, backend=None):
+    """Detector for the weights at `model_path` with the TEST settings and PIXEL_MEANS of `cfg`, in
+    `precision` (an int8 model runs on the CPU whatever the default device)."""
+    device = device or ("cpu" if precision == "int8" else default_device())
     net = load_network(model_path, backend, device)
-    return Detector.from_config(net, cfg, device, fast, score_thresh)
+    return Detector.from_config(net, cfg, device, precision, score_thresh)

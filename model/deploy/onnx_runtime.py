@@ -3,7 +3,8 @@
 `OnnxSSH(path)` is a parameter-free nn.Module, so `Detector` uses it unchanged: forward(images
 N x 3 x H x W) -> {"m1": (cls_score, bbox_pred), "m2": ..., "m3": ...} as float32 tensors on the
 device of `images`. ONNX Runtime computes on the CPU unless a CUDA-enabled onnxruntime build is
-installed and the input lives on a CUDA device.
+installed and the input lives on a CUDA device. `precision` is the graph's number format: "int8"
+for a graph written by model.deploy.quantize (its metadata says so), else "fp32".
 """
 from pathlib import Path
 
@@ -14,6 +15,9 @@ from torch import nn
 from lib.anchors import MODULE_NAMES
 
 from .onnx_export import INPUT_NAME, OUTPUT_NAMES
+
+# Metadata key of the graph's number format (written by model.deploy.quantize).
+PRECISION_KEY = "ssh.precision"
 
 
 def providers_for(device):
@@ -55,13 +59,15 @@ def load_session(path, device="cpu", threads=0):
 class OnnxSSH(nn.Module):
     """SSH heads computed by an ONNX Runtime session (see `load_session`)."""
 
-    def __init__(self, session):
+    def __init__(self, session, source="ONNX graph"):
         super().__init__()
         self.session = session
+        self.source = source
+        self.precision = session.get_modelmeta().custom_metadata_map.get(PRECISION_KEY, "fp32")
 
     @classmethod
     def from_file(cls, path, device="cpu", threads=0):
-        return cls(load_session(path, device, threads))
+        return cls(load_session(path, device, threads), str(path))
 
     def forward(self, images):
         array = np.ascontiguousarray(images.detach().to("cpu", torch.float32).numpy())

@@ -8,13 +8,16 @@ from ..ssh import SSH
 BACKENDS = ("pytorch", "onnxruntime")
 
 
-def load_network(model_path, backend="pytorch", device="cpu"):
+def load_network(model_path, backend=None, device="cpu"):
     """The network for `model_path`: `SSH` with the weights of an official .caffemodel (strict) or a
     project .pth checkpoint, or, with backend "onnxruntime", an ONNX file written by
-    model.deploy.onnx_export run by ONNX Runtime (an optional dependency) for `device`."""
+    model.deploy.onnx_export or model.deploy.quantize run by ONNX Runtime (an optional dependency)
+    for `device`. backend None picks onnxruntime for .onnx files and pytorch for the others."""
     path = Path(model_path)
     if not path.is_file():
         raise FileNotFoundError(f"model file not found: {path}")
+    if backend is None:
+        backend = "onnxruntime" if path.suffix == ".onnx" else "pytorch"
     if backend == "onnxruntime":
         if path.suffix != ".onnx":
             raise ValueError(f"{path}: the onnxruntime backend runs .onnx files (write one with "

@@ -11,10 +11,12 @@ from shared import ROOT
 F = r"\d+\.\d+"
 # benchmark: (options added to --smoke, lines its output must hold)
 SMOKE_RUNS = {
-    "detect": (["--fast"], [rf"^reference 3x3 conv 512->512 @10x15: {F} GFLOP/s fp32, {F} GFLOP/s bfloat16$",
-                            rf"^ fp32      64x96 +{F} +{F}\.\.{F} +{F}% +{F} +\d+% +\d+$",
-                            rf"^ fast      64x96 +{F} +{F}\.\.{F} +{F}% +{F} +\d+% +\d+$",
-                            r"64x96 fast-mode head drift \(max\|diff\|/max\|value\|\): \d\.\d\de-\d\d$"]),
+    "detect": ([], [rf"^reference 3x3 conv 512->512 @10x15: {F} GFLOP/s fp32, {F} GFLOP/s bf16; "
+                    r"int8's % of ref is of fp32's$",
+                    *[rf"^ {mode}      64x96 +{F} +{F}\.\.{F} +{F}% +{F} +\d+% +{F}x +\d+$"
+                      for mode in ("fp32", "bf16", "int8")],
+                    *[rf"^ +64x96 {mode} head drift vs fp32 \(max\|diff\|/max\|value\|\): \d\.\d\de-\d\d$"
+                      for mode in ("bf16", "int8")]]),
     "deploy": ([], [rf"^ +64x96 +{F} +{F} +{F}x +\d\.\d\de-\d\d$", r"^batched detection at 64x96, images/s$",
                     rf"^ +2 +{F} +{F}$"]),
     "train": ([], [rf"^ +64x96( +{F}){{6}}$",

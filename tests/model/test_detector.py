@@ -245,13 +245,14 @@ def test_network_input_is_bgr_minus_the_means(orig_size):
     assert blob[0, :, 0, -1].tolist() == pytest.approx([-92.9801, -15.9465, 77.2283], abs=1e-4)
 
 
-def test_fast_detections_match_fp32(device):
-    """Detector(fast=True) against fp32 on a fixed image: each of the 10 best fp32 detections has a
-    fast detection whose score is within 0.01 and whose box has IoU >= 0.9 with it.
+def test_reduced_precision_detections_match_fp32(device):
+    """Detector(precision="bf16" on the CPU, "fp16" on CUDA) against fp32 on a fixed image: each of
+    the 10 best fp32 detections has a reduced-precision detection whose score is within 0.01 and whose
+    box has IoU >= 0.9 with it.
 
     Measured on the 2-core CPU (bf16 autocast, seeded random weights, this image): score differences
     <= 0.004 and IoUs >= 0.949 over the 10 best; the bounds leave 2.5x the score difference and 2x
-    the IoU loss (1 - 0.949). The two must differ somewhere (fast really changes the precision).
+    the IoU loss (1 - 0.949). The two must differ somewhere (the precision really changes).
     """
     from lib.bbox import box_iou
     from model import SSH
@@ -262,19 +263,21 @@ def test_fast_detections_match_fp32(device):
     cfg.TEST.ORIG_SIZE = True
     image = np.random.default_rng(8).integers(0, 256, (96, 128, 3), dtype=np.uint8)
     ref = torch.from_numpy(Detector.from_config(net, cfg, device=device).detect(image))
-    fast = torch.from_numpy(Detector.from_config(net, cfg, device=device, fast=True).detect(image))
+    precision = "fp16" if device.type == "cuda" else "bf16"
+    fast = torch.from_numpy(Detector.from_config(net, cfg, device=device, precision=precision).detect(image))
     top = ref[:10]
     assert len(top) == 10 and len(fast) > 0
     close = (top[:, None, 4] - fast[None, :, 4]).abs() <= 0.01
     iou = torch.where(close, box_iou(top[:, :4], fast[:, :4]), torch.zeros(()))
     best = iou.max(dim=1).values
-    print("fast vs fp32, 10 best: min IoU", best.min().item())
+    print(f"{precision} vs fp32, 10 best: min IoU", best.min().item())
     assert (best >= 0.9).all(), best
     assert not torch.equal(ref, fast)
 
 
-def test_fast_runs_the_network_in_bfloat16_on_the_cpu_and_decodes_in_float32():
-    """--fast on the CPU is bf16 autocast (fp16 on CUDA); the heads leave it as float32."""
+@pytest.mark.parametrize("precision, dtype", [("bf16", torch.bfloat16), ("fp16", torch.float16)])
+def test_precision_runs_the_network_under_its_autocast_and_decodes_in_float32(precision, dtype):
+    """--precision bf16 / fp16 is autocast in that dtype around the network only; fp32 is none."""
     seen = []
 
     class Recorder(StubNet):
@@ -285,9 +288,9 @@ def test_fast_runs_the_network_in_bfloat16_on_the_cpu_and_decodes_in_float32():
     cfg = get_config()
     cfg.TEST.update(SCALES=[64], MAX_SIZE=96)
     image = np.zeros((48, 64, 3), np.uint8)
-    Detector.from_config(Recorder(), cfg, fast=True).detect(image)
+    Detector.from_config(Recorder(), cfg, precision=precision).detect(image)
     Detector.from_config(Recorder(), cfg).detect(image)
-    assert seen[0] == (True, torch.bfloat16) and seen[1][0] is False
+    assert seen[0] == (True, dtype) and seen[1][0] is False
 
 
 def test_build_detector_keeps_the_official_test_threshold(random_checkpoint):

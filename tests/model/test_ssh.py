@@ -137,7 +137,8 @@ def rel_diff(a, b):
 
 
 def test_channels_last_and_autocast(net, device):
-    """channels_last gives the same values; reduced-precision autocast (`--fast`) drifts by at most 4e-2.
+    """channels_last gives the same values; reduced-precision autocast (`--precision bf16`, fp16 on
+    CUDA) drifts by at most 4e-2.
 
     bf16 autocast drift (max |diff| / max |fp32| per head) measured on the 2-core CPU for this net and
     blob: 1.47e-2 (1.26e-2 to 1.47e-2 over 6 seeds of the blob; 1.7e-2 to 1.9e-2 in the README's

@@ -99,7 +99,9 @@ def test_non_onnx_and_missing_files_exit_2(tmp_path, capsys):
     assert "not an ONNX model ONNX Runtime can load" in capsys.readouterr().err
     assert main(["--backend", "onnxruntime", "--model", str(tmp_path / "absent.onnx")]) == 2
     assert "model file not found" in capsys.readouterr().err
-    assert main(["--model", str(bogus)]) == 2  # the pytorch backend names the right one
+    assert main(["--model", str(bogus)]) == 2  # .onnx runs with onnxruntime by default
+    assert "not an ONNX model ONNX Runtime can load" in capsys.readouterr().err
+    assert main(["--backend", "pytorch", "--model", str(bogus)]) == 2  # the pytorch backend names the right one
     assert "onnxruntime backend" in capsys.readouterr().err
 
 

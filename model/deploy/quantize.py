@@ -1,0 +1,110 @@
+"""Static int8 quantization of the SSH network with ONNX Runtime (docs/inference.md §5.6).
+
+The network is exported as ONNX (onnx_export), its activation ranges are calibrated on real
+images, and ONNX Runtime's quantize_static writes a QDQ graph: per-channel symmetric int8 weights,
+per-tensor uint8 activations. The graph keeps the contract of the float export (any batch, height
+and width, no re-quantization per size), so `OnnxSSH` runs it for `Detector`. Convolutions named
+in `keep_float` stay float32. The graph's metadata records its precision, the calibration and the
+source weights; OnnxSSH reads the precision, and a float model cannot be taken for int8.
+"""
+import io
+import logging
+import tempfile
+from contextlib import contextmanager, redirect_stdout
+from pathlib import Path
+
+from lib.utils.atomic import atomic_path
+
+from .onnx_export import INPUT_NAME, check_onnx, export_onnx
+from .onnx_runtime import PRECISION_KEY
+
+# Activation-range estimators of ONNX Runtime, by name (chosen by measured drift: docs/decisions.md).
+CALIBRATORS = {"minmax": lambda c: c.MinMax, "percentile": lambda c: c.Percentile, "entropy": lambda c: c.Entropy}
+METHODS = tuple(CALIBRATORS)
+DEFAULT_METHOD = "minmax"
+# Convolutions (module paths of SSH) left in float32 by default.
+KEEP_FLOAT = ()
+
+
+class BlobReader:
+    """onnxruntime CalibrationDataReader over a sequence of input blobs; ONNX Runtime's strided
+    calibration (CalibStridedMinMax) reads it one blob at a time through `set_range`, so only one
+    blob's intermediate tensors are held at once."""
+
+    def __init__(self, blobs):
+        self.blobs = blobs
+        self.set_range(0, len(blobs))
+
+    def __len__(self):
+        return len(self.blobs)
+
+    def set_range(self, start_index, end_index):
+        self.pending = iter(range(start_index, end_index))
+
+    def get_next(self):
+        index = next(self.pending, None)
+        return None if index is None else {INPUT_NAME: self.blobs[index]}
+
+
+class _DropPreprocessingAdvice(logging.Filter):
+    def filter(self, record):
+        return "pre-processing before quantization" not in record.getMessage()
+
+
+@contextmanager
+def quiet_quantizer():
+    """ONNX Runtime's quantize_static advises its pre-processing (shape inference, graph optimisation)
+    on the root logger at every call, and its histogram calibrators print their bin counts. The
+    pre-processing makes no measurable difference to the int8 graph's speed for SSH (docs/decisions.md
+    §8): while quantizing, the advice is dropped and the prints go nowhere."""
+    advice = _DropPreprocessingAdvice()
+    logging.getLogger().addFilter(advice)
+    try:
+        with redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        logging.getLogger().removeFilter(advice)
+
+
+def conv_nodes(model, modules):
+    """Names of the Conv nodes of the exported `model` (onnx.ModelProto) whose weights belong to the
+    SSH module paths `modules` (e.g. "m1.cls_score"); an unknown path raises ValueError."""
+    by_module = {node.input[1].removeprefix("net.").removesuffix(".weight"): node.name
+                 for node in model.graph.node if node.op_type == "Conv"}
+    unknown = [m for m in modules if m not in by_module]
+    if unknown:
+        raise ValueError(f"no convolution {', '.join(unknown)} in the SSH network")
+    return [by_module[m] for m in modules]
+
+
+def quantize_network(net, path, blobs, method=DEFAULT_METHOD, keep_float=KEEP_FLOAT, metadata=None):
+    """Write `net` (an `SSH`) quantized to int8 at `path`, atomically; returns `path`.
+
+    blobs: a sequence of 1 x 3 x H x W float32 calibration inputs (calibration.CalibrationBlobs);
+    method: one of METHODS; keep_float: SSH convolution paths left in float32; metadata: extra
+    string entries for the graph's metadata. Nothing is written when any step fails.
+    """
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    if method not in METHODS:
+        raise ValueError(f"unknown calibration method '{method}' (expected one of {', '.join(METHODS)})")
+    if not len(blobs):
+        raise ValueError("no calibration images")
+    path = Path(path)
+    with tempfile.TemporaryDirectory(prefix="ssh-quantize-") as tmp, atomic_path(path) as out:
+        float_path = export_onnx(net, Path(tmp) / "float.onnx")
+        excluded = conv_nodes(onnx.load(str(float_path)), keep_float)
+        with quiet_quantizer():
+            quantize_static(str(float_path), str(out), BlobReader(blobs), quant_format=QuantFormat.QDQ,
+                            per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            calibrate_method=CALIBRATORS[method](CalibrationMethod),
+                            nodes_to_exclude=excluded, extra_options={"CalibStridedMinMax": 1})
+        model = onnx.load(str(out))
+        entries = {PRECISION_KEY: "int8", "ssh.calibration": f"{method}, {len(blobs)} blobs",
+                   "ssh.keep_float": " ".join(keep_float), **(metadata or {})}
+        for key, value in entries.items():
+            model.metadata_props.add(key=key, value=str(value))
+        onnx.save(model, str(out))
+        check_onnx(out)
+    return path
