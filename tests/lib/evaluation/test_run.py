@@ -93,7 +93,12 @@ def fake_eval(monkeypatch, tmp_path):
     class Built:
         detect = FakeDetector()
 
-    monkeypatch.setattr(model.detector, "build_detector", lambda path, cfg, device: Built())
+    def build(path, cfg, device, precision):
+        build.precisions.append(precision)
+        return Built()
+
+    build.precisions = []
+    monkeypatch.setattr(model.detector, "build_detector", build)
     monkeypatch.chdir(tmp_path)
     weights = tmp_path / "w.pth"
     weights.write_bytes(b"")
@@ -112,6 +117,21 @@ def test_eval_script_detection_mode(fake_eval, capsys):
     assert set(results) == {"easy", "medium", "hard", "pr_curves"}
     assert (run_dir / "pr_curves.png").is_file()
     assert "17 images detected, 0 taken from the cache" in capsys.readouterr().out
+
+
+def test_eval_script_precision_reaches_the_detector_and_keys_the_cache(fake_eval, capsys):
+    """--precision int8 builds an int8 detector, and its detections are not taken from the fp32 cache."""
+    import model.detector
+
+    argv, run_dir = fake_eval
+    with pytest.warns(UserWarning):
+        assert eval_script.main(argv) == 0
+        assert eval_script.main(argv + ["--precision", "int8"]) == 0
+        assert eval_script.main(argv + ["--precision", "int8"]) == 0
+    assert model.detector.build_detector.precisions == ["fp32", "int8", "int8"]
+    out = capsys.readouterr().out
+    assert out.count("17 images detected, 0 taken from the cache") == 2
+    assert out.count("0 images detected, 17 taken from the cache") == 1
 
 
 def test_eval_script_missing_model_exits_2(tmp_path, capsys):
