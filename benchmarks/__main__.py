@@ -21,6 +21,7 @@ from .utils import cpu_name
 BENCHMARKS = {
     "detect": [],
     "deploy": [],
+    "quantize": [],
     "train": [],
     "distributed": [],
     "targets": [],

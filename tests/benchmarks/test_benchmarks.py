@@ -19,6 +19,9 @@ SMOKE_RUNS = {
                       for mode in ("bf16", "int8")]]),
     "deploy": ([], [rf"^ +64x96 +{F} +{F} +{F}x +\d\.\d\de-\d\d$", r"^batched detection at 64x96, images/s$",
                     rf"^ +2 +{F} +{F}$"]),
+    "quantize": ([], [r"^fp32 +(0\.00e\+00 +){6} +\d\.\d{3} +1\.00x$",
+                      rf"^minmax:none +(\d\.\d\de-\d\d +){{6}}\d+ +\d+ +{F} +{F} +{F} +{F}x$",
+                      rf"^minmax:heads +(\d\.\d\de-\d\d +){{6}}\d+ +\d+ +{F} +{F} +{F} +{F}x$"]),
     "train": ([], [rf"^ +64x96( +{F}){{6}}$",
                    rf"^loader \(generated JPEGs, scale 1200/1600\), 1 workers: {F} images/s, {F} images/s per "
                    r"worker$"]),
