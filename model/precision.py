@@ -1,4 +1,4 @@
-"""The number formats detection runs in (docs/inference.md §5.6).
+"""The number formats detection runs in (docs/inference.md §5.5).
 
 fp32: the network in float32. bf16 / fp16: the PyTorch network under autocast in that format
 (bf16 is the fast one on AVX-512 CPUs, fp16 on CUDA). int8: a network quantized to int8 by

@@ -1,5 +1,5 @@
 """`python3 -m model.deploy quantize|compare`: an int8 model of SSH weights, and how far reduced-precision
-detection is from fp32 (docs/inference.md §5.6).
+detection is from fp32 (docs/inference.md §5.5).
 
     python3 -m model.deploy quantize        # data/SSH_models/SSH.caffemodel -> data/SSH_models/SSH_int8.onnx
     python3 -m model.deploy quantize --model out/ssh_iter_21000.pth --calib-dir photos/ --check-dir val/
@@ -32,7 +32,7 @@ def int8_path(model):
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="python3 -m model.deploy", description=__doc__.splitlines()[0],
+    parser = argparse.ArgumentParser(prog="python3 -m model.deploy", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     quantize = commands.add_parser("quantize", help="calibrate and write an int8 ONNX model")
@@ -43,7 +43,9 @@ def parse_args(argv):
         sub.add_argument("--check-dir", type=Path, help="compare against fp32 on images of this folder")
         sub.add_argument("--check-images", type=int, default=DEFAULT_COUNT, help="at most this many check images")
         sub.add_argument("--precisions", nargs="+", choices=[p for p in PRECISIONS if p != "fp32"],
-                         default=["bf16", "fp16", "int8"], help="reduced precisions to compare with fp32")
+                         default=["bf16", "int8"],
+                         help="reduced precisions to compare with fp32 (fp16 is for CUDA: on CPUs without fp16 "
+                              "units it runs slower than fp32)")
         add_config_args(sub)
     quantize.add_argument("--calib-dir", type=Path, help="calibration images, searched recursively "
                           "(default: <DATA_DIR>/datasets/wider/WIDER_train/images)")
@@ -72,6 +74,9 @@ def quantize(args, cfg, net, reference):
     """Calibrate on --calib-dir and write the int8 model; returns its path."""
     out = args.out or int8_path(args.model)
     calib_dir = args.calib_dir or data_layout(cfg.DATA_DIR).wider / "WIDER_train" / "images"
+    if args.calib_dir is None and not calib_dir.is_dir():
+        raise FileNotFoundError(f"calibration folder {calib_dir} (WIDER train) not found; pass --calib-dir "
+                                "with a few dozen images like those you will detect on")
     images = read_images(pick_images(calib_dir, args.images))
     blobs = CalibrationBlobs(images, reference)
     start = time.perf_counter()
@@ -104,6 +109,7 @@ def compare(args, cfg, net, reference, int8):
 def main(argv=None):
     one_line_warnings()
     args = parse_args(argv)
+    official = args.model is None
     try:
         cfg = config_from_args(args)
         args.model = args.model or data_layout(cfg.DATA_DIR).ssh_model
@@ -114,7 +120,8 @@ def main(argv=None):
             compare(args, cfg, net, reference, int8)
         return 0
     except FileNotFoundError as e:
-        print(f"error: {e}.", file=sys.stderr)
+        hint = " Fetch it with `make fetch-models`." if official and not args.model.is_file() else ""
+        print(f"error: {e}.{hint}", file=sys.stderr)
     except ImportError as e:
         print(f"error: {e.name or e} is missing; int8 quantization needs `pip install {ONNX_PACKAGES}`.",
               file=sys.stderr)

@@ -1,4 +1,4 @@
-"""How far a reduced-precision detector is from the fp32 one on the same images (docs/inference.md §5.6).
+"""How far a reduced-precision detector is from the fp32 one on the same images (docs/inference.md §5.5).
 
 Two measures: the relative error of each raw head, ||h - h_fp32|| / ||h_fp32|| over all check
 blobs, and detection agreement at the official thresholds: detections with score >= 0.5 of both

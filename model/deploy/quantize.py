@@ -1,4 +1,4 @@
-"""Static int8 quantization of the SSH network with ONNX Runtime (docs/inference.md §5.6).
+"""Static int8 quantization of the SSH network with ONNX Runtime (docs/inference.md §5.5).
 
 The network is exported as ONNX (onnx_export), its activation ranges are calibrated on real
 images, and ONNX Runtime's quantize_static writes a QDQ graph: per-channel symmetric int8 weights,
