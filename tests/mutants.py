@@ -65,6 +65,7 @@ T_MODEL = "tests/model/test_ssh.py"
 T_EXACT = "tests/model/test_ssh_exact.py::test_heads_match_opencv_caffe"
 T_NMS = "tests/lib/test_nms.py"
 T_EVAL = "tests/lib/evaluation/test_evaluation.py"
+T_QUANT = "tests/model/deploy/test_quantize.py"
 
 MUTATIONS = (
     # --- boxes, anchors, proposals (lib/bbox.py, lib/anchors.py, lib/proposals.py) ---------------
@@ -277,6 +278,19 @@ MUTATIONS = (
        f"{T_DET}::test_precision_runs_the_network_under_its_autocast_and_decodes_in_float32"),
     Mutation("blob-means-after-resize", "means subtracted after the resize", "lib/blob.py", _BLOB_MEANS_AFTER,
              ("tests/lib/test_blob.py", f"{T_DET}::test_network_input_is_bgr_minus_the_means")),
+    _m("calibration-no-means", "calibration blobs without the pixel means (not what detection feeds the network)",
+       "model/deploy/calibration.py", "prep_image(self.images[i], self.pixel_means, scale)",
+       "prep_image(self.images[i], np.zeros(3, np.float32), scale)",
+       f"{T_QUANT}::test_calibration_images_spread_over_subfolders_and_blobs_follow_the_test_levels"),
+    _m("calibration-top-folder-only", "calibration images only from the folder itself, not its event subfolders",
+       "model/deploy/calibration.py", "folder.rglob(\"*\")", "folder.glob(\"*\")",
+       f"{T_QUANT}::test_calibration_images_spread_over_subfolders_and_blobs_follow_the_test_levels"),
+    _m("keep-float-ignored", "--keep-float layers quantized anyway",
+       "model/deploy/quantize.py", "nodes_to_exclude=excluded", "nodes_to_exclude=[]",
+       f"{T_QUANT}::test_keep_float_leaves_those_convolutions_unquantized"),
+    _m("agreement-many-to-one", "one fp32 detection matched by several reduced-precision ones",
+       "model/deploy/agreement.py", "            taken[best] = True\n", "",
+       f"{T_QUANT}::test_matched_count_is_one_to_one_at_the_thresholds"),
     _m("blob-interpolation", "INTER_AREA instead of INTER_LINEAR",
        "lib/blob.py", "fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR", "fx=scale, fy=scale, interpolation=cv2.INTER_AREA",
        "tests/lib/test_blob.py"),
