@@ -42,6 +42,8 @@ def parse_args(argv):
                          "(default: <DATA_DIR>/SSH_models/SSH.caffemodel)")
         sub.add_argument("--check-dir", type=Path, help="compare against fp32 on images of this folder")
         sub.add_argument("--check-images", type=int, default=DEFAULT_COUNT, help="at most this many check images")
+        sub.add_argument("--score", type=float, default=SCORE,
+                         help="detections at or above this score are matched (default: the demo's 0.5)")
         sub.add_argument("--precisions", nargs="+", choices=[p for p in PRECISIONS if p != "fp32"],
                          default=["bf16", "int8"],
                          help="reduced precisions to compare with fp32 (fp16 is for CUDA: on CPUs without fp16 "
@@ -92,7 +94,7 @@ def compare(args, cfg, net, reference, int8):
     images = read_images(pick_images(args.check_dir, args.check_images, "check"), "check")
     blobs = CalibrationBlobs(images, reference)
     print(f"check: {len(images)} images of {args.check_dir} ({len(blobs)} blobs, TEST.SCALES {list(cfg.TEST.SCALES)}, "
-          f"MAX_SIZE {cfg.TEST.MAX_SIZE}); detections at score >= {SCORE} matched at IoU >= {IOU}")
+          f"MAX_SIZE {cfg.TEST.MAX_SIZE}); detections at score >= {args.score} matched at IoU >= {IOU}")
     print(f"{'precision':<9} " + " ".join(f"{h:>8}" for h in HEAD_NAMES)
           + f" {'fp32 dets':>9} {'dets':>6} {'precision':>9} {'recall':>7}")
     for precision in args.precisions:
@@ -101,7 +103,7 @@ def compare(args, cfg, net, reference, int8):
         other_net = OnnxSSH.from_file(int8) if precision == "int8" else net
         other = Detector.from_config(other_net, cfg, "cpu", precision)
         errors = head_errors(reference, other, blobs)
-        agree = detection_agreement(reference, other, images)
+        agree = detection_agreement(reference, other, images, args.score)
         print(f"{precision:<9} " + " ".join(f"{errors[h]:>8.2e}" for h in HEAD_NAMES)
               + f" {agree.reference:>9} {agree.detections:>6} {agree.precision:>9.4f} {agree.recall:>7.4f}")
 

@@ -22,8 +22,9 @@ from .onnx_runtime import PRECISION_KEY
 CALIBRATORS = {"minmax": lambda c: c.MinMax, "percentile": lambda c: c.Percentile, "entropy": lambda c: c.Entropy}
 METHODS = tuple(CALIBRATORS)
 DEFAULT_METHOD = "minmax"
-# Convolutions (module paths of SSH) left in float32 by default.
-KEEP_FLOAT = ()
+# Convolutions (module paths of SSH) left in float32 by default: the six 1x1 heads, whose int8 outputs
+# would round the score logits to 1/255 of their range (measured: docs/decisions.md §8.5).
+KEEP_FLOAT = tuple(f"{m}.{head}" for m in ("m1", "m2", "m3") for head in ("cls_score", "bbox_pred"))
 
 
 class BlobReader:
