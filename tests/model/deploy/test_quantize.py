@@ -19,7 +19,9 @@ from model.deploy.__main__ import main  # noqa: E402
 from model.deploy.agreement import HEAD_NAMES, head_errors, matched_count  # noqa: E402
 from model.deploy.calibration import CalibrationBlobs, CalibrationError, pick_images  # noqa: E402
 from model.deploy.onnx_export import export_onnx  # noqa: E402
-from model.deploy.onnx_runtime import OnnxSSH  # noqa: E402
+from model.deploy import onnx_runtime  # noqa: E402
+from model.deploy.onnx_export import OUTPUT_NAMES  # noqa: E402
+from model.deploy.onnx_runtime import OnnxSSH, load_session  # noqa: E402
 from model.deploy.quantize import quantize_network  # noqa: E402
 from model.detector import Detector  # noqa: E402
 
@@ -85,6 +87,24 @@ def test_quantizing_again_writes_the_same_bytes_and_the_file_reloads_bit_identic
     for m in first:
         assert all(torch.equal(a, b) for a, b in zip(first[m], second[m]))
     assert [p.name for p in tmp_path.iterdir()] == ["again.onnx"]  # no temporary files left
+
+
+def test_int8_strips_give_the_whole_graphs_heads_bit_for_bit(quantized, monkeypatch):
+    """VGG's first stage over row strips (2-row halo, dropped after pooling) then the rest of the
+    graph: the same integers as one run of the whole graph, at odd and even heights, batched; the
+    whole-graph session is released when the strips take over."""
+    _, path = quantized
+    monkeypatch.setattr(onnx_runtime, "STRIP_ROWS", 16)
+    monkeypatch.setattr(onnx_runtime, "STRIP_MIN_PIXELS", 0)
+    net, whole = OnnxSSH.from_file(path), load_session(path)
+    rng = np.random.default_rng(0)
+    for shape in ((1, 3, 97, 131), (2, 3, 64, 96), (1, 3, 35, 47)):
+        images = rng.uniform(-120, 140, shape).astype(np.float32)
+        heads = net(torch.from_numpy(images))
+        expected = whole.run(list(OUTPUT_NAMES), {"images": images})
+        assert net.session is None and net.strips is not None
+        got = [t.numpy() for m in heads for t in heads[m]]
+        assert all(np.array_equal(a, b) for a, b in zip(got, expected)), shape
 
 
 def test_graph_records_its_precision_and_each_precision_needs_its_model(quantized, random_checkpoint, tmp_path):
