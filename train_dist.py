@@ -12,7 +12,11 @@ of them (rounded to the nearest count >= 1 when it does not divide). Rank 0 alon
 snapshots; "consumed" in a snapshot counts the images of all ranks, so a snapshot resumes exactly
 under any world size that divides the dataset and keeps the images per step.
 Errors end with one `error:` line and exit code 2 (bad input), 3 (non-finite loss) or 4 (a peer
-failed, hung or never joined).
+failed, hung or never joined); SIGTERM or SIGUSR1 on any rank stops all of them after the step with
+a snapshot and exit code 5. Every non-zero exit makes torchrun restart the group (--max-restarts),
+and with --resume auto the restarted ranks continue from the newest snapshot that loads:
+
+    torchrun --nproc_per_node 4 --max-restarts 3 train_dist.py --resume auto --out OUT [train.py options]
 """
 import argparse
 import os
@@ -36,6 +40,7 @@ from lib.utils.lock import FolderLocked  # noqa: E402
 BAD_INPUT_EXIT = 2
 NON_FINITE_EXIT = 3
 PEER_FAILURE_EXIT = 4
+PREEMPTED_EXIT = train.PREEMPTED_EXIT
 
 
 def tcp_port(text):
@@ -78,12 +83,16 @@ def parse_args(argv):
 
 
 def main(argv=None):
-    """Train as one rank; exit code 2 on bad input, 3 on a non-finite loss, 4 when a peer fails."""
+    """Train as one rank; exit code 2 on bad input, 3 on a non-finite loss, 4 when a peer fails, 5 when preempted."""
     one_line_warnings()
     dist_args, args = parse_args(argv)
-    cfg = train.load_config(args)
     try:
         launch = launch_from(dist_args.rank, dist_args.world_size, dist_args.master_ip, dist_args.master_port)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return BAD_INPUT_EXIT
+    cfg = train.load_config(args, announce=launch.rank == 0)
+    try:
         device = pick_device(args.device, dist_args.gpu, launch)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -102,9 +111,10 @@ def main(argv=None):
         print(f"error: {e}", file=sys.stderr)
         return PEER_FAILURE_EXIT
     try:
-        fit(net, TrainSettings.from_config(cfg), roidb, train.output_dir(args, cfg), config=cfg, device=device,
-            store=store, max_iters=cfg.TRAIN.MAX_ITERS if args.iters is None else args.iters,
-            workers=args.workers, amp=args.amp, resume=args.resume, timeout=dist_args.timeout)
+        _, reason = fit(net, TrainSettings.from_config(cfg), roidb, train.output_dir(args, cfg), config=cfg,
+                        device=device, store=store, max_iters=cfg.TRAIN.MAX_ITERS if args.iters is None else args.iters,
+                        workers=args.workers, amp=args.amp, resume=args.resume, timeout=dist_args.timeout,
+                        latest=train.latest_cadence(args))
     except NonFiniteLoss as e:
         if launch.rank == 0:
             print(f"error: {e}", file=sys.stderr)
@@ -117,7 +127,7 @@ def main(argv=None):
         return BAD_INPUT_EXIT
     finally:
         dist.destroy_process_group()
-    return 0
+    return PREEMPTED_EXIT if reason == "preempted" else 0
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import os
 import random
 import signal
 import sys
+import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from itertools import islice
@@ -29,10 +30,10 @@ from lib.image_io import ImageError
 from lib.losses import LossSettings, ssh_losses
 from lib.solver import CaffeSGD, StepLR
 from lib.train_log import TrainLog
-from lib.utils.atomic import remove_stale_temps
-from lib.utils.checkpoint import load_snapshot, save_snapshot, set_rng_state, snapshot_name
-from lib.utils.distributed import (PeerFailure, all_reduce_mean, any_rank, broadcast_module, failure_message,
-                                   lost_ranks, split_iter_size)
+from lib.utils.atomic import atomic_write_bytes, remove_stale_temps
+from lib.utils.checkpoint import latest_name, load_snapshot, save_snapshot, set_rng_state, snapshot_name
+from lib.utils.distributed import (PeerFailure, all_reduce_mean, broadcast_module, failure_message, lost_ranks,
+                                   max_over_ranks, split_iter_size)
 from lib.utils.lock import folder_lock
 
 
@@ -140,53 +141,84 @@ def train_step(optimizer, items, loss_fn, scaler=None, average=None):
     return means
 
 
-class StopOnSigint:
-    """Context manager turning the first Ctrl-C (SIGINT) into a stop request (`requested` / calling it).
+# Why a run stops early, weakest first: when ranks differ, the strongest is everyone's.
+STOP_REASONS = (None, "stopped", "preempted")
+# Sent by torchrun to the survivors of a failed worker and by SLURM at a time limit or preemption
+# (SIGUSR1 with `--signal USR1@SECONDS`, ahead of it).
+PREEMPTION_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 
-    The loop then finishes the iteration in progress, snapshots and returns; a second Ctrl-C
-    interrupts at once. DataLoader workers forked inside the block inherit the handler, which does
-    nothing outside the owning process, so they keep serving the iteration in progress.
-    Must be entered in the main thread.
+
+class StopOnSignals:
+    """Context manager turning Ctrl-C (SIGINT) into a "stopped" request and SIGTERM / SIGUSR1 into a
+    "preempted" one; calling it gives the strongest request so far (None: none).
+
+    The loop then finishes the iteration in progress, snapshots and returns. A second Ctrl-C
+    interrupts at once; a repeated SIGTERM (torchrun and SLURM may follow up) changes nothing.
+    DataLoader workers forked inside the block inherit the handlers, which do nothing outside the
+    owning process, so they keep serving the iteration in progress. Must be entered in the main thread.
     """
 
     def __enter__(self):
-        self.requested = False
+        self.reason = None
+        self._seen = set()
         self._pid = os.getpid()
-        self._previous = signal.signal(signal.SIGINT, self._handle)
+        self._previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, *PREEMPTION_SIGNALS)}
         return self
 
     def _handle(self, signum, frame):
         if os.getpid() != self._pid:
             return
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        print("\nCtrl-C: stopping after this iteration and saving a snapshot (press again to abort).",
+        if signum in self._seen:
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            return
+        self._seen.add(signum)
+        reason = "stopped" if signum == signal.SIGINT else "preempted"
+        self.reason = max(self.reason, reason, key=STOP_REASONS.index)
+        print("\nCtrl-C: stopping after this iteration and saving a snapshot (press again to abort)."
+              if signum == signal.SIGINT else
+              f"\n{signal.Signals(signum).name}: preempted, stopping after this iteration and saving a snapshot.",
               file=sys.stderr, flush=True)
 
     def __exit__(self, *exc):
-        signal.signal(signal.SIGINT, self._previous)
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
 
     def __call__(self):
-        return self.requested
+        return self.reason
+
+
+@dataclass(frozen=True)
+class LatestCadence:
+    """When to overwrite `<prefix>_latest.pth` between kept snapshots: every `every` steps, and once
+    `minutes` have passed since the last snapshot of either kind (0: not on that count)."""
+
+    every: int = 0
+    minutes: float = 0.0
+
+    def due(self, iteration, seconds):
+        """True when step `iteration`, `seconds` after the last snapshot was written, should write one."""
+        return (self.every > 0 and iteration % self.every == 0) or (self.minutes > 0 and seconds >= 60 * self.minutes)
 
 
 def train_loop(optimizer, items, loss_fn, schedule, *, start_iter, max_iters, iter_size, snapshot_every,
-               snapshot, log, scaler=None, average=None, should_stop=lambda: False):
-    """Run SGD steps start_iter .. max_iters - 1; returns (iterations completed, "done" | "stopped").
+               snapshot, log, checkpoint=lambda iteration: None, scaler=None, average=None, should_stop=lambda: None):
+    """Run SGD steps start_iter .. max_iters - 1; returns (iterations completed, "done" or the stop reason).
 
     items: iterator of training items, consumed iter_size per step; schedule(it) -> base lr of the
     0-based step `it` (CaffeSGD.set_base_lr applies the per-group multipliers). After each step
     log(iteration, lr, {name: float}) is called with iteration = steps completed; snapshot(iteration)
-    every `snapshot_every` steps, at the end, and when should_stop() turns true (checked between
-    steps). NonFiniteLoss propagates without a snapshot, so the last one written stays the last good one.
+    every `snapshot_every` steps, at the end, and when should_stop() returns a reason ("stopped",
+    "preempted"; asked between steps); checkpoint(iteration) after each other step before the last.
+    NonFiniteLoss propagates without a snapshot, so the last one written stays the last good one.
     """
     iteration = start_iter
     last_snapshot = start_iter
     reason = "done"
     while iteration < max_iters:
-        if should_stop():
-            reason = "stopped"
+        stop = should_stop()
+        if stop:
+            reason = stop
             break
         lr = schedule(iteration)
         optimizer.set_base_lr(lr)
@@ -202,6 +234,8 @@ def train_loop(optimizer, items, loss_fn, schedule, *, start_iter, max_iters, it
         if iteration % snapshot_every == 0:
             snapshot(iteration)
             last_snapshot = iteration
+        elif iteration < max_iters:
+            checkpoint(iteration)
     if iteration != last_snapshot:
         snapshot(iteration)
     return iteration, reason
@@ -213,29 +247,34 @@ def snapshot_prefix(infix):
 
 
 def fit(net, settings, roidb, out_dir, *, config, device, max_iters, workers=2, amp=False, resume=None,
-        store=None, timeout=30.0):
+        store=None, timeout=30.0, latest=LatestCadence()):
     """Train `net` on `roidb` with the recipe `settings` (TrainSettings) up to `max_iters` SGD steps.
 
     net: an SSH (anything with param_groups(base_lr, weight_decay)), already initialised. Writes
     `<out_dir>/<prefix>_iter_<N>.pth` snapshots, metrics.jsonl and loss_curve.png, under the
     folder's lock (FolderLocked when another run holds it), after removing the temporary files of
-    interrupted writes. `config`: the run's whole config (lib/config.py), the one `settings` comes from
+    interrupted writes. Between those snapshots `<prefix>_latest.pth` is overwritten at the `latest`
+    cadence (LatestCadence) and removed by the next kept snapshot, so a crash loses few steps.
+    `config`: the run's whole config (lib/config.py), the one `settings` comes from
     (TrainSettings.from_config), stored as plain data in every snapshot for --resume. `resume`: a
-    snapshot to continue from exactly. Returns (steps completed, "done" | "stopped" (Ctrl-C)); a NaN
+    snapshot to continue from exactly; ValueError when this world size cannot (`resume_split_error`).
+    Returns (steps completed, "done" | "stopped" (Ctrl-C) | "preempted" (SIGTERM, SIGUSR1)); a NaN
     or infinite loss raises NonFiniteLoss naming the iteration and the last good snapshot; an
     unreadable image raises ImageError naming it, after the last completed step is saved.
 
     In a torch.distributed process group this is one rank's part: rank 0's weights are broadcast,
     each rank takes its EpochSampler shard and accumulates split_iter_size(settings.iter_size, world
-    size) images per step, losses and gradients are averaged over the ranks and a Ctrl-C on any
+    size) images per step, losses and gradients are averaged over the ranks and a stop request on any
     rank stops all of them. Rank 0 alone logs and writes snapshots, whose "consumed" counts the
-    images of all ranks. A failed collective raises PeerFailure naming the lost ranks (asked of the
-    rendezvous `store` within `timeout`), after rank 0 has saved the last completed step.
+    images of all ranks. Ranks that start from different iterations raise ValueError. A failed
+    collective raises PeerFailure naming the lost ranks (asked of the rendezvous `store` within
+    `timeout`), after rank 0 has saved the last completed step.
     """
     out_dir = Path(out_dir)
     writer = not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
     with hold_output(out_dir) if writer else nullcontext():
-        return _fit(net, settings, roidb, out_dir, config, device, max_iters, workers, amp, resume, store, timeout)
+        return _fit(net, settings, roidb, out_dir, config, device, max_iters, workers, amp, resume, store, timeout,
+                    latest)
 
 
 @contextmanager
@@ -249,7 +288,65 @@ def hold_output(out_dir):
         yield
 
 
-def _fit(net, settings, roidb, out_dir, config, device, max_iters, workers, amp, resume, store, timeout):
+def drop_torn_line(path):
+    """Cut the text file at `path` (atomically) after its last newline; True when there was more.
+
+    A process killed while appending to metrics.jsonl can leave half a record, which the next run
+    could not read.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return False
+    data = path.read_bytes()
+    whole = data[:data.rfind(b"\n") + 1]
+    if whole == data:
+        return False
+    atomic_write_bytes(path, whole)
+    return True
+
+
+def _processes(counts):
+    """'1 process', '3 processes', '1, 2 or 4 processes' of a list of process counts."""
+    words = [str(n) for n in counts]
+    listed = words[0] if len(words) == 1 else f"{', '.join(words[:-1])} or {words[-1]}"
+    return f"{listed} process" + ("" if counts == [1] else "es")
+
+
+def resume_split_error(saved_world_size, iter_size, world_size, num_items):
+    """Why a snapshot of `saved_world_size` processes cannot continue exactly on `world_size`, or None.
+
+    Exact when every SGD step keeps its images (split_iter_size(iter_size, ...) x processes) and
+    every epoch drops the same last num_items % processes items of its permutation (EpochSampler),
+    so the steps see the same images in the same order of steps.
+    """
+    def images(w):
+        return split_iter_size(iter_size, w) * w
+
+    saved = images(saved_world_size)
+    fits = [w for w in range(1, min(saved, num_items) + 1)
+            if images(w) == saved and num_items % w == num_items % saved_world_size]
+    if world_size in fits:
+        return None
+    remedy = f"; resume it on {_processes(fits)}" if fits else ""
+    if images(world_size) != saved:
+        return (f"it was trained with {saved} images per SGD step ({saved_world_size} x "
+                f"{split_iter_size(iter_size, saved_world_size)}, TRAIN.ITER_SIZE {iter_size}) and "
+                f"{_processes([world_size])} would take {images(world_size)}, so the run would not continue the same "
+                f"training{remedy}")
+    return (f"its run dropped the last {num_items % saved_world_size} of the {num_items} training items of each "
+            f"epoch and {_processes([world_size])} would drop {num_items % world_size}, so the order of the images "
+            f"would change{remedy}")
+
+
+def _agree_on_start(start_iter, device):
+    """ValueError unless every rank starts at `start_iter` (a machine that sees another --out would diverge)."""
+    high, minus_low = max_over_ranks([start_iter, -start_iter], device, "agreeing on the iteration to start from")
+    if high != -minus_low:
+        raise ValueError(f"the processes would start from different iterations ({-minus_low} .. {high}): every "
+                         "machine must see the same --out folder and snapshots")
+
+
+def _fit(net, settings, roidb, out_dir, config, device, max_iters, workers, amp, resume, store, timeout, latest):
     """`fit` once the output folder is held (or, off rank 0, not written)."""
     device = torch.device(device)
     distributed = dist.is_available() and dist.is_initialized()
@@ -262,16 +359,24 @@ def _fit(net, settings, roidb, out_dir, config, device, max_iters, workers, amp,
     schedule = StepLR(settings.base_lr, settings.gamma, settings.stepsize)
     autocast_dtype = amp_dtype(device) if amp else None
     scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype == torch.float16)
+    dataset = TrainDataset(roidb, settings.scales[0], settings.max_size, settings.pixel_means, settings.orig_size)
     start_iter, consumed, resumed = 0, 0, None
     if resume is not None:
         resumed = load_snapshot(resume, model=net, optimizer=optimizer, scaler=scaler, restore_rng=False)
         start_iter, consumed = resumed["iteration"], resumed["extra"]["consumed"]
-    dataset = TrainDataset(roidb, settings.scales[0], settings.max_size, settings.pixel_means, settings.orig_size)
+        refused = resume_split_error(resumed["extra"].get("world_size", 1), settings.iter_size, world_size,
+                                     len(dataset))
+        if refused:
+            raise ValueError(f"{resume}: {refused}")
     sampler = EpochSampler(len(dataset), settings.rng_seed, rank, world_size, start=consumed // world_size)
     loader = make_loader(dataset, sampler, workers, pin_memory=device.type == "cuda")
+    if rank == 0 and drop_torn_line(out_dir / "metrics.jsonl"):
+        print(f"Dropped the unfinished last line of {out_dir / 'metrics.jsonl'} (its writer was killed)", flush=True)
     log = TrainLog(out_dir, start_iter, max_iters, images_per_step, settings.display) if rank == 0 else None
     plain_cfg = json.loads(json.dumps(config))
-    state = {"snapshot": resume, "saved": start_iter, "done": start_iter}
+    prefix = snapshot_prefix(settings.snapshot_infix)
+    latest_path = out_dir / latest_name(prefix)
+    state = {"snapshot": resume, "saved": start_iter, "done": start_iter, "written": time.monotonic()}
 
     def message(text):
         if log is not None:
@@ -289,17 +394,26 @@ def _fit(net, settings, roidb, out_dir, config, device, max_iters, workers, amp,
         if state["snapshot"]:
             message(f"Continue with --resume {state['snapshot']}")
 
+    def write(path, iteration):
+        """Write the snapshot of step `iteration` to `path` (rank 0)."""
+        extra = {"consumed": consumed + (iteration - start_iter) * images_per_step, "config": plain_cfg,
+                 "world_size": world_size}
+        state["snapshot"] = save_snapshot(path, model=net, optimizer=optimizer, iteration=iteration,
+                                          schedule=schedule._asdict(), scaler=scaler, extra=extra)
+        state["written"] = time.monotonic()
+
     def snapshot(iteration):
         state["saved"] = iteration
         if log is None:
             return
-        extra = {"consumed": consumed + (iteration - start_iter) * images_per_step, "config": plain_cfg,
-                 "world_size": world_size}
-        state["snapshot"] = save_snapshot(out_dir / snapshot_name(snapshot_prefix(settings.snapshot_infix), iteration),
-                                          model=net, optimizer=optimizer, iteration=iteration,
-                                          schedule=schedule._asdict(), scaler=scaler, extra=extra)
+        write(out_dir / snapshot_name(prefix, iteration), iteration)
+        latest_path.unlink(missing_ok=True)  # older than this one
         log.plot()
         log.message(f"Wrote snapshot to {state['snapshot']}")
+
+    def checkpoint(iteration):
+        if log is not None and latest.due(iteration, time.monotonic() - state["written"]):
+            write(latest_path, iteration)
 
     where = (f"{world_size} processes ({dist.get_backend()}, rank 0 on {device}): {world_size} x {iter_size} = "
              f"{images_per_step} images per SGD step (TRAIN.ITER_SIZE {settings.iter_size})" if distributed
@@ -314,21 +428,25 @@ def _fit(net, settings, roidb, out_dir, config, device, max_iters, workers, amp,
                 f"each SGD step sees {images_per_step} images")
     if resumed is not None and resumed["schedule"] != schedule._asdict():
         message(f"note: lr schedule {schedule._asdict()} differs from the snapshot's {resumed['schedule']}")
-    with StopOnSigint() as stop:
+    with StopOnSignals() as stop:
         try:
             if distributed:
+                _agree_on_start(start_iter, device)
                 broadcast_module(net)
-            items = raise_item_errors(iter(loader))  # loader workers fork here and inherit the Ctrl-C handler
+            items = raise_item_errors(iter(loader))  # loader workers fork here and inherit the signal handlers
             if resumed is not None:
                 set_rng_state(resumed["rng"])
             iteration, reason = train_loop(
                 optimizer, items, lambda item: image_losses(net, item, settings.losses, device, autocast_dtype),
                 schedule, start_iter=start_iter, max_iters=max_iters, iter_size=iter_size,
-                snapshot_every=settings.snapshot, snapshot=snapshot, log=log_step, scaler=scaler,
-                average=all_reduce_mean if distributed else None,
-                should_stop=(lambda: any_rank(stop(), device)) if distributed else stop)
+                snapshot_every=settings.snapshot, snapshot=snapshot, log=log_step, checkpoint=checkpoint,
+                scaler=scaler, average=all_reduce_mean if distributed else None,
+                should_stop=(lambda: _strongest(stop(), device)) if distributed else stop)
             if reason == "stopped":
                 message(f"Stopped at iteration {iteration}; continue with --resume {state['snapshot']}")
+            elif reason == "preempted":
+                message(f"Preempted at iteration {iteration}, saved to {state['snapshot']}; the same command with "
+                        "--resume auto continues")
             return iteration, reason
         except NonFiniteLoss as e:
             kept = f"the last good snapshot is {state['snapshot']}" if state["snapshot"] else "no snapshot was written"
@@ -343,3 +461,9 @@ def _fit(net, settings, roidb, out_dir, config, device, max_iters, workers, amp,
         finally:
             if log is not None:
                 log.close()
+
+
+def _strongest(reason, device):
+    """The strongest stop reason (STOP_REASONS) over all ranks, given this rank's."""
+    (index,) = max_over_ranks([STOP_REASONS.index(reason)], device, "agreeing whether to stop")
+    return STOP_REASONS[index]

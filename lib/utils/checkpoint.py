@@ -8,11 +8,20 @@ A snapshot is one torch.save'd dict:
     iteration  number of completed SGD steps
     rng        Python, numpy, torch CPU and CUDA generator states
     extra      caller's plain data (e.g. images consumed by the sampler, the config)
+    checksum   CRC-32 of the bytes of the model and optimizer tensors (absent in older snapshots)
 It contains only tensors and plain Python values, so it loads with torch.load(weights_only=True).
 A missing, empty, damaged or foreign file raises ValueError with one sentence naming it.
+
+A run folder holds the kept snapshots `<prefix>_iter_<N>.pth` and at most one `<prefix>_latest.pth`,
+a snapshot overwritten at a finer cadence; `newest_snapshot` picks the newest one that loads
+(--resume auto).
 """
+import math
+import os
 import pickle
 import random
+import re
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +33,11 @@ from lib.utils.atomic import atomic_path
 def snapshot_name(prefix, iteration):
     """Official naming `<prefix>_iter_<iteration>.pth` (Caffe: `<prefix>_iter_<N>.caffemodel`)."""
     return f"{prefix}_iter_{iteration}.pth"
+
+
+def latest_name(prefix):
+    """`<prefix>_latest.pth`: the one snapshot a run overwrites between its kept ones."""
+    return f"{prefix}_latest.pth"
 
 
 def get_rng_state():
@@ -62,9 +76,43 @@ def save_snapshot(path, *, model, optimizer, iteration, schedule, scaler=None, e
         "rng": get_rng_state(),
         "extra": extra or {},
     }
+    state["checksum"] = tensor_checksum(state)
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
+        _flush_to_disk(tmp)
     return Path(path)
+
+
+def tensor_checksum(state):
+    """CRC-32 of the bytes of every tensor in the snapshot dict's "model" and "optimizer", in their order.
+
+    torch.load checks no checksum, so bytes damaged on disk would load as other weights.
+    """
+    crc = 0
+    for t in _tensors([state["model"], state["optimizer"]]):
+        crc = zlib.crc32(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy(), crc)
+    return crc
+
+
+def _tensors(value):
+    """The tensors in nested dicts, lists and tuples, in order."""
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _tensors(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _tensors(item)
+
+
+def _flush_to_disk(path):
+    """fsync `path`, so that after a crash of the machine the renamed file holds all its bytes, not a hole."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 SNAPSHOT_KEYS = frozenset({"model", "optimizer", "iteration", "schedule", "rng"})
@@ -88,12 +136,25 @@ def _read(path, mmap):
     return state
 
 
+def _read_checked(path):
+    """The snapshot dict at `path` with all its tensors read and, where it records a checksum, checked."""
+    state = _read(path, mmap=False)
+    if "checksum" in state and tensor_checksum(state) != state["checksum"]:
+        raise ValueError(f"{path}: its weights or momentum differ from the checksum written with them (damaged)")
+    return state
+
+
 def snapshot_config(path):
     """The config (plain nested dict) a snapshot was trained with, read without loading its tensors.
 
     ValueError when `path` is not a readable snapshot or records no config.
     """
-    config = _read(path, mmap=True).get("extra", {}).get("config")
+    return _config_of(_read(path, mmap=True), path)
+
+
+def _config_of(state, path):
+    """The config recorded in the snapshot dict `state` read from `path`; ValueError when there is none."""
+    config = state.get("extra", {}).get("config")
     if not isinstance(config, dict):
         raise ValueError(f"{path}: the snapshot records no training config, so its run cannot be resumed")
     return config
@@ -105,7 +166,7 @@ def load_snapshot(path, *, model, optimizer=None, scaler=None, restore_rng=True)
     Optimizer tensors follow the device of the model's parameters. Restores the generators when
     `restore_rng`. Returns the snapshot dict (iteration, schedule, extra, ...).
     """
-    state = _read(path, mmap=False)
+    state = _read_checked(path)
     try:
         model.load_state_dict(state["model"])
     except RuntimeError:
@@ -118,3 +179,48 @@ def load_snapshot(path, *, model, optimizer=None, scaler=None, restore_rng=True)
     if restore_rng:
         set_rng_state(state["rng"])
     return state
+
+
+def verify_snapshot(path, iteration=None):
+    """The iteration of the complete, resumable snapshot at `path`: every tensor read and, where the
+    snapshot records a checksum, its bytes checked, a config recorded.
+
+    `iteration`: the one its name promises, when it has one. ValueError (one sentence) otherwise.
+    """
+    state = _read_checked(path)
+    _config_of(state, path)
+    if iteration is not None and state["iteration"] != iteration:
+        raise ValueError(f"{path}: holds iteration {state['iteration']}, not the {iteration} of its name")
+    return state["iteration"]
+
+
+def _candidates(folder, prefix):
+    """[(iteration, path)] of the snapshots in `folder`, newest first: the kept ones by their names, the
+    latest one by its content (None, put first, when it cannot be read)."""
+    kept = re.compile(rf"{re.escape(prefix)}_iter_(\d+)\.pth")
+    found = [(int(match[1]), path) for path in folder.glob(f"{prefix}_iter_*.pth")
+             if (match := kept.fullmatch(path.name))]
+    latest = folder / latest_name(prefix)
+    if latest.is_file():
+        try:
+            found.append((_read(latest, mmap=True)["iteration"], latest))
+        except ValueError:
+            found.append((None, latest))
+    return sorted(found, key=lambda c: math.inf if c[0] is None else c[0], reverse=True)
+
+
+def newest_snapshot(folder, prefix):
+    """(the newest snapshot in `folder` that verifies, or None; [why each newer one was skipped]).
+
+    Looks at `<prefix>_iter_<N>.pth` and `<prefix>_latest.pth`; a damaged one (cut short, empty,
+    bytes that differ from its checksum, another kind of file) is skipped, so the run falls back to
+    the previous snapshot.
+    """
+    skipped = []
+    for iteration, path in _candidates(Path(folder), prefix):
+        try:
+            verify_snapshot(path, iteration)
+            return path, skipped
+        except ValueError as e:
+            skipped.append(str(e))
+    return None, skipped

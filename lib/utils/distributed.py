@@ -32,12 +32,14 @@ class PeerFailure(RuntimeError):
 
 @dataclass(frozen=True)
 class Launch:
-    """Where this process stands: rank, world size, rank on its machine, and the master (None: env://)."""
+    """Where this process stands: rank, world size, rank on its machine, the master (None: env://), and
+    how many times torchrun has restarted the group before (TORCHELASTIC_RESTART_COUNT)."""
 
     rank: int
     world_size: int
     local_rank: int | None
     master: tuple[str, int] | None
+    restart: int = 0
 
 
 def launch_from(rank, world_size, master_ip, master_port, environ=os.environ):
@@ -54,7 +56,8 @@ def launch_from(rank, world_size, master_ip, master_port, environ=os.environ):
     if missing:
         raise ValueError(f"give --rank and --world_size, or run under torchrun ({', '.join(missing)} not set)")
     local_rank = _env_int(environ, "LOCAL_RANK") if "LOCAL_RANK" in environ else None
-    return Launch(_env_int(environ, "RANK"), _env_int(environ, "WORLD_SIZE"), local_rank, None)
+    restart = _env_int(environ, "TORCHELASTIC_RESTART_COUNT") if "TORCHELASTIC_RESTART_COUNT" in environ else 0
+    return Launch(_env_int(environ, "RANK"), _env_int(environ, "WORLD_SIZE"), local_rank, None, restart)
 
 
 def _env_int(environ, name):
@@ -168,11 +171,16 @@ def _master_answers(host, port, timeout):
 
 
 def _store(launch, timeout):
-    """The c10d store of `launch`: torchrun's (env://), else the TCPStore that rank 0 hosts at the master."""
+    """The c10d store of `launch`: torchrun's (env://), else the TCPStore that rank 0 hosts at the master.
+
+    torchrun's store outlives a restart of the worker group, so each restart keeps its keys under its
+    own prefix: else the new group reads those of the dead one (gloo's addresses of the dead processes,
+    the ranks that answered) and fails to connect.
+    """
     delta = datetime.timedelta(seconds=timeout)
     if launch.master is None:
         store, _, _ = next(dist.rendezvous("env://", timeout=delta))
-        return store
+        return dist.PrefixStore(f"ssh/restart_{launch.restart}", store)
     host, port = launch.master
     if launch.rank == 0:
         _check_master_here(host, port)
@@ -293,12 +301,16 @@ def all_reduce_mean(tensors):
             t.copy_(part.view_as(t))
 
 
-def any_rank(flag, device):
-    """True on every rank when `flag` is true on at least one."""
-    t = torch.tensor([float(flag)], device=device)
-    with _peer_errors("agreeing whether to stop"):
+def max_over_ranks(values, device, what):
+    """[max over all ranks of values[i]] of a list of whole numbers, the same on every rank.
+
+    For stop requests (the strongest wins) and agreement checks ([v, -v] gives the max and minus the
+    min). `what` names the purpose in the PeerFailure of a lost peer.
+    """
+    t = torch.tensor(values, dtype=torch.int64, device=device)
+    with _peer_errors(what):
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item())
+    return t.tolist()
 
 
 @torch.no_grad()

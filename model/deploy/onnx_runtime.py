@@ -6,9 +6,9 @@ device of `images`. ONNX Runtime computes on the CPU unless a CUDA-enabled onnxr
 installed and the input lives on a CUDA device. `precision` is the graph's number format: "int8"
 for a graph written by model.deploy.quantize (its metadata says so), else "fp32".
 
-A large input (STRIP_MIN_PIXELS) to an int8 graph runs in two parts, as `VGG16` does at inference: VGG's first stage (conv1_1, conv1_2,
-pool1) over strips of STRIP_ROWS input rows with a 2-row halo, then the rest of the graph on the
-joined uint8 pool1 map. Integer convolutions give the same values in strips as whole, so the heads are
+A large input (STRIP_MIN_PIXELS) to an int8 graph runs in two parts, as `VGG16` does at inference:
+VGG's first stage (conv1_1, conv1_2, pool1) over strips of STRIP_ROWS input rows with a 2-row halo,
+then the rest of the graph on the joined uint8 pool1 map. Integer convolutions give the same values in strips as whole, so the heads are
 bit-identical to one run of the graph, while the full-resolution maps of stage 1 (and ONNX Runtime's
 buffers for them) exist only one strip at a time.
 """

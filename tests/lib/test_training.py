@@ -18,7 +18,8 @@ from lib.config import get_config
 from lib.losses import LossSettings
 from lib.solver import CaffeSGD, StepLR
 from lib.train_log import read_metrics, running_mean
-from lib.training import NonFiniteLoss, StopOnSigint, amp_dtype, image_losses, train_loop, train_step
+from lib.training import (LatestCadence, NonFiniteLoss, StopOnSignals, amp_dtype, drop_torn_line, image_losses,
+                          resume_split_error, train_loop, train_step)
 from lib.utils.checkpoint import get_rng_state, load_snapshot, save_snapshot, set_rng_state
 from shared import ROOT as REPO
 
@@ -92,30 +93,86 @@ def test_train_step_refuses_a_nan_loss_before_changing_weights():
 
 # --- the loop -------------------------------------------------------------------------------------
 
-def test_loop_snapshots_on_schedule_at_the_end_and_on_stop():
+@pytest.mark.parametrize("reason", ["stopped", "preempted"])
+def test_loop_snapshots_on_schedule_at_the_end_and_on_stop(reason):
     net, opt = _toy()
     items = iter([(torch.randn(2, 3), torch.randn(2, 1)) for _ in range(100)])
-    logged, saved = [], []
+    logged, saved, checkpoints = [], [], []
     stop_after = 5
     result = train_loop(opt, items, _toy_loss(net), StepLR(0.1, 0.1, 3), start_iter=0, max_iters=100,
-                        iter_size=2, snapshot_every=2, snapshot=saved.append,
+                        iter_size=2, snapshot_every=2, snapshot=saved.append, checkpoint=checkpoints.append,
                         log=lambda it, lr, losses: logged.append((it, lr)),
-                        should_stop=lambda: len(logged) >= stop_after)
-    assert result == (5, "stopped")
+                        should_stop=lambda: reason if len(logged) >= stop_after else None)
+    assert result == (5, reason)
     assert saved == [2, 4, 5]
+    assert checkpoints == [1, 3, 5]  # after each step without a kept snapshot
     assert [it for it, _ in logged] == [1, 2, 3, 4, 5]
     assert [lr for _, lr in logged] == pytest.approx([0.1, 0.1, 0.1, 0.01, 0.01])
     assert opt.param_groups[0]["lr"] == pytest.approx(0.01)
 
 
+def test_loop_checkpoints_between_snapshots_but_not_at_the_end():
+    net, opt = _toy()
+    items = iter([(torch.randn(2, 3), torch.randn(2, 1)) for _ in range(100)])
+    saved, checkpoints = [], []
+    assert train_loop(opt, items, _toy_loss(net), StepLR(0.1, 0.1, 3), start_iter=2, max_iters=7, iter_size=2,
+                      snapshot_every=3, snapshot=saved.append, checkpoint=checkpoints.append,
+                      log=lambda *args: None) == (7, "done")
+    assert saved == [3, 6, 7] and checkpoints == [4, 5]
+
+
+def test_latest_cadence_every_k_steps_or_t_minutes():
+    assert [k for k in range(1, 8) if LatestCadence(every=3).due(k, 0.0)] == [3, 6]
+    assert not LatestCadence(minutes=2).due(5, 119.0) and LatestCadence(minutes=2).due(5, 120.0)
+    assert LatestCadence(every=4, minutes=2).due(1, 500.0) and LatestCadence(every=4, minutes=2).due(4, 0.0)
+    assert not LatestCadence().due(10, 1e9)
+
+
 def test_sigint_requests_a_stop_and_a_second_one_interrupts():
-    with StopOnSigint() as stop:
-        assert not stop()
+    with StopOnSignals() as stop:
+        assert stop() is None
         os.kill(os.getpid(), signal.SIGINT)
-        assert stop()
+        assert stop() == "stopped"
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1])
+def test_sigterm_and_sigusr1_request_a_preemption_that_outranks_ctrl_c(sig, capsys):
+    """A preemption (repeated: torchrun and SLURM may send it again) never interrupts; Ctrl-C does not weaken it."""
+    before = signal.getsignal(sig)
+    with StopOnSignals() as stop:
+        os.kill(os.getpid(), sig)
+        assert stop() == "preempted"
+        os.kill(os.getpid(), sig)
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stop() == "preempted"
+    assert signal.getsignal(sig) is before
+    assert capsys.readouterr().err == (
+        f"\n{sig.name}: preempted, stopping after this iteration and saving a snapshot.\n"
+        "\nCtrl-C: stopping after this iteration and saving a snapshot (press again to abort).\n")
+
+
+@pytest.mark.parametrize("saved, iter_size, world_size, items, error", [
+    (2, 4, 1, 6, None),
+    (2, 4, 4, 8, None),
+    (1, 8, 8, 16, None),
+    (3, 4, 3, 6, None),  # 3 x 1 = 3 images per step from the start: still that
+    (2, 4, 3, 6, "it was trained with 4 images per SGD step (2 x 2, TRAIN.ITER_SIZE 4) and 3 processes would take "
+                 "3, so the run would not continue the same training; resume it on 1 or 2 processes"),
+    (3, 4, 1, 6, "it was trained with 3 images per SGD step (3 x 1, TRAIN.ITER_SIZE 4) and 1 process would take 4, "
+                 "so the run would not continue the same training; resume it on 3 processes"),
+    (2, 4, 4, 6, "its run dropped the last 0 of the 6 training items of each epoch and 4 processes would drop 2, "
+                 "so the order of the images would change; resume it on 1 or 2 processes"),
+    (1, 8, 4, 22, "its run dropped the last 0 of the 22 training items of each epoch and 4 processes would drop 2, "
+                  "so the order of the images would change; resume it on 1 or 2 processes"),
+    (1, 8, 3, 24, "it was trained with 8 images per SGD step (1 x 8, TRAIN.ITER_SIZE 8) and 3 processes would take "
+                  "9, so the run would not continue the same training; resume it on 1, 2, 4 or 8 processes"),
+])
+def test_resume_split_error_allows_exactly_the_world_sizes_that_keep_each_step(saved, iter_size, world_size, items,
+                                                                               error):
+    assert resume_split_error(saved, iter_size, world_size, items) == error
 
 
 # --- snapshots ------------------------------------------------------------------------------------
@@ -137,7 +194,7 @@ def test_snapshot_is_complete_atomic_and_loads_weights_only(tmp_path):
     save_snapshot(path, model=net, optimizer=opt, iteration=7, schedule={"base_lr": 0.1}, extra={"consumed": 14})
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left behind
     state = torch.load(path, weights_only=True)
-    assert state.keys() == {"model", "optimizer", "scaler", "schedule", "iteration", "rng", "extra"}
+    assert state.keys() == {"model", "optimizer", "scaler", "schedule", "iteration", "rng", "extra", "checksum"}
     other, other_opt = _toy()
     with torch.no_grad():
         other.weight.zero_()
@@ -162,6 +219,17 @@ def test_running_mean():
 
 
 # --- train.py -------------------------------------------------------------------------------------
+
+def _assert_same_state(a, b):
+    """The snapshots `a` and `b` hold the same weights and momentum histories, bit for bit, at the same point."""
+    a, b = (torch.load(path, weights_only=True) for path in (a, b))
+    assert a["model"].keys() == b["model"].keys()
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    histories = [(s["history"], t["history"]) for s, t in zip(a["optimizer"]["state"].values(),
+                                                               b["optimizer"]["state"].values(), strict=True)]
+    assert len(histories) == 18 + 6 + 42 and all(torch.equal(h, g) for h, g in histories)
+    assert (a["iteration"], a["extra"]["consumed"]) == (b["iteration"], b["extra"]["consumed"])
+
 
 def test_resume_continues_exactly(wider, tmp_path):
     """3 iterations in one go == 2 iterations, resume, 1 more: same losses and bitwise-equal state.
@@ -189,6 +257,51 @@ def test_resume_continues_exactly(wider, tmp_path):
     assert (split / "loss_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_resume_auto_skips_damaged_snapshots_and_continues_from_the_previous(wider, tmp_path, capsys):
+    """A latest snapshot cut short and an empty newer kept one (as a crash of the machine can leave them):
+    each skipped with a warning, the run continues from SSH_iter_2.pth and ends as an unbroken run."""
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    common = ["--data", str(wider), "--device", "cpu", "--workers", "0", *TINY, "--set", "TRAIN.SNAPSHOT", "2"]
+    assert train.main([*common, "--iters", "3", "--out", str(whole)]) == 0
+    assert train.main([*common, "--iters", "2", "--out", str(split)]) == 0
+    data = (whole / "SSH_iter_3.pth").read_bytes()
+    (split / "SSH_latest.pth").write_bytes(data[:len(data) // 2])
+    (split / "SSH_iter_3.pth").write_bytes(b"")
+    capsys.readouterr()
+    assert train.main([*common, "--iters", "3", "--out", str(split), "--resume", "auto"]) == 0
+    captured = capsys.readouterr()
+    assert [line for line in captured.err.splitlines() if line.startswith("warning:")] == [
+        f"warning: skipping a snapshot that cannot be resumed: {split / 'SSH_latest.pth'}: cannot be read as a "
+        f"training snapshot (damaged, truncated or another kind of file)",
+        f"warning: skipping a snapshot that cannot be resumed: {split / 'SSH_iter_3.pth'}: empty file, not a "
+        f"training snapshot"]
+    assert (f"--resume auto: continuing from {split / 'SSH_iter_2.pth'}, the newest snapshot in {split} that loads"
+            in captured.out)
+    _assert_same_state(whole / "SSH_iter_3.pth", split / "SSH_iter_3.pth")
+    assert _losses(whole / "metrics.jsonl") == _losses(split / "metrics.jsonl")
+    assert sorted(p.name for p in split.glob("*.pth")) == ["SSH_iter_2.pth", "SSH_iter_3.pth"]  # latest: removed
+
+
+def test_nan_loss_after_a_latest_snapshot_names_it_as_the_last_good_one(wider, tmp_path, capsys):
+    rc = train.main(["--data", str(wider), "--device", "cpu", "--workers", "0", "--out", str(tmp_path), *TINY,
+                     "--set", "TRAIN.BASE_LR", "1e6", "--iters", "5", "--latest_every", "1"])
+    assert rc == 3
+    assert f"last good snapshot is {tmp_path / 'SSH_latest.pth'}" in capsys.readouterr().err
+    assert [p.name for p in tmp_path.glob("*.pth")] == ["SSH_latest.pth"]
+    assert torch.load(tmp_path / "SSH_latest.pth", weights_only=True)["iteration"] == 1
+
+
+def test_drop_torn_line_keeps_whole_lines(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    assert not drop_torn_line(path)
+    path.write_text('{"iteration": 1}\n{"iteration": 2}\n')
+    assert not drop_torn_line(path) and path.read_text() == '{"iteration": 1}\n{"iteration": 2}\n'
+    path.write_text('{"iteration": 1}\n{"iteration": 2}\n{"itera')
+    assert drop_torn_line(path) and path.read_text() == '{"iteration": 1}\n{"iteration": 2}\n'
+    path.write_text('{"itera')
+    assert drop_torn_line(path) and path.read_text() == ""
+
+
 def test_nan_loss_stops_and_keeps_the_last_good_snapshot(wider, tmp_path, capsys):
     # lr 1e6 makes the weights explode after the first step: the loss of step 2 is NaN.
     rc = train.main(["--data", str(wider), "--device", "cpu", "--workers", "0", "--out", str(tmp_path), *TINY,
@@ -208,8 +321,9 @@ def test_missing_imagenet_model_explains_the_options(wider, tmp_path, capsys):
     assert rc == 2 and "make fetch-imagenet" in err and "--init none" in err
 
 
-def test_ctrl_c_saves_a_snapshot_and_exits_cleanly(wider, tmp_path):
-    """A real SIGINT to a running train.py (with a loader worker): snapshot, message, exit code 0."""
+def signal_a_training_run(wider, tmp_path, signum):
+    """Start train.py (with a loader worker), send `signum` after its first logged step; returns
+    (exit code, stdout, stderr)."""
     cmd = [sys.executable, "train.py", "--data", str(wider), "--device", "cpu", "--workers", "1",
            "--out", str(tmp_path), *TINY, "--iters", "1000"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -219,13 +333,18 @@ def test_ctrl_c_saves_a_snapshot_and_exits_cleanly(wider, tmp_path):
             for line in proc.stdout:
                 if line.startswith("iter 1/1000"):
                     break
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(signum)
             out, _ = proc.communicate(timeout=120)
         finally:
             proc.kill()
         stderr.seek(0)
-        err = stderr.read()
-    assert proc.returncode == 0, err
+        return proc.returncode, out, stderr.read()
+
+
+def test_ctrl_c_saves_a_snapshot_and_exits_cleanly(wider, tmp_path):
+    """A real SIGINT to a running train.py (with a loader worker): snapshot, message, exit code 0."""
+    returncode, out, err = signal_a_training_run(wider, tmp_path, signal.SIGINT)
+    assert returncode == 0, err
     assert "Ctrl-C: stopping after this iteration" in err
     snapshots = list(tmp_path.glob("SSH_iter_*.pth"))
     assert len(snapshots) == 1, err
@@ -234,6 +353,17 @@ def test_ctrl_c_saves_a_snapshot_and_exits_cleanly(wider, tmp_path):
     assert 1 <= n < 1000 and state["extra"]["consumed"] == 2 * n
     assert f"Stopped at iteration {n}; continue with --resume {snapshots[0]}" in out
     assert json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])["iteration"] == n
+
+
+def test_sigusr1_saves_a_snapshot_and_exits_5_for_a_restart(wider, tmp_path):
+    """SLURM's early warning (SIGUSR1; SIGTERM takes the same path) to a running train.py: the step finishes,
+    a snapshot is written, exit code 5 (train.PREEMPTED_EXIT) asks the supervisor for a restart."""
+    returncode, out, err = signal_a_training_run(wider, tmp_path, signal.SIGUSR1)
+    assert returncode == train.PREEMPTED_EXIT == 5, err
+    assert "SIGUSR1: preempted, stopping after this iteration and saving a snapshot." in err
+    (snapshot,) = tmp_path.glob("SSH_iter_*.pth")
+    n = torch.load(snapshot, weights_only=True)["iteration"]
+    assert f"Preempted at iteration {n}, saved to {snapshot}; the same command with --resume auto continues" in out
 
 
 def test_training_runs_on_the_test_device(wider, tmp_path, device):

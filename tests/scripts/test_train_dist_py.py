@@ -2,10 +2,13 @@
 
 Equivalence with one process, resume, rank-0-only outputs, bounded exits with the failing rank
 named when a peer dies, freezes or never joins, and one `error:` line (no Python traceback, no C++
-stack) for every failure and every bad command line.
+stack) for every failure and every bad command line. Fault tolerance under torchrun: workers killed
+(-9) or preempted (SIGTERM) mid-run, restarted by torchrun with --resume auto, end with the weights
+of an unbroken run, also after a restart on another number of processes.
 """
 import datetime
 import os
+import random
 import re
 import signal
 import socket
@@ -24,8 +27,8 @@ from wider_fixtures import tiny_wider
 import train
 import train_dist
 from lib.train_log import read_metrics
-from lib.utils.distributed import (Launch, all_reduce_mean, any_rank, broadcast_module, failure_message,
-                                   launch_from, lost_ranks, pick_device, split_iter_size)
+from lib.utils.distributed import (Launch, all_reduce_mean, broadcast_module, failure_message, launch_from, lost_ranks,
+                                   max_over_ranks, pick_device, split_iter_size)
 from shared import ROOT as REPO
 
 # 64-pixel blobs, 4 images per SGD step, one log line per step.
@@ -135,6 +138,23 @@ def test_two_ranks_match_one_process_and_resume(wider, tmp_path):
     assert read(tmp_path / "logs1" / "rank1.out") == ""  # rank 1 prints nothing
     assert sorted(p.name for p in multi.glob("*.pth")) == ["SSH_iter_2.pth", "SSH_iter_3.pth"]
     assert not list(multi.glob(".*"))  # no temporary files left
+
+
+def test_ranks_that_would_start_from_different_iterations_refuse_to_train(wider, tmp_path):
+    """Rank 0 finds a snapshot in its --out, rank 1 (as on a machine without that folder) none: both exit 2 with
+    one line before any step, instead of training diverging copies."""
+    assert train.main(["--data", str(wider), *TINY, "--iters", "1", "--out", str(tmp_path / "a")]) == 0
+    procs = {}
+    port = free_port()
+    for rank, out in ((0, "a"), (1, "b")):
+        procs.update(start_ranks(["--data", str(wider), *TINY, "--iters", "2", "--resume", "auto", "--out",
+                                  str(tmp_path / out), "--timeout", "10"], [rank], 2, port, tmp_path))
+    assert wait_all(procs, 60) == {0: train_dist.BAD_INPUT_EXIT, 1: train_dist.BAD_INPUT_EXIT}
+    for rank in (0, 1):
+        assert error_line(read(tmp_path / f"rank{rank}.err")) == (
+            f"error: rank {rank}: the processes would start from different iterations (0 .. 1): every machine must "
+            "see the same --out folder and snapshots")
+    assert sorted(p.name for p in (tmp_path / "a").glob("*.pth")) == ["SSH_iter_1.pth"]
 
 
 def test_a_nan_loss_stops_every_rank(wider, tmp_path):
@@ -300,6 +320,179 @@ def test_a_bad_option_value_ends_with_one_error_line(wider, tmp_path, capsys, ar
     assert message in error_line(capsys.readouterr().err)
 
 
+# --- fault tolerance under torchrun ---------------------------------------------------------------------
+
+# 10 steps of 2 x 2 images, a kept snapshot every 4 steps and SSH_latest.pth after each step between them.
+ELASTIC_ITERS = 10
+
+
+def elastic_args(wider, out):
+    """The train_dist.py options of every torchrun run below: the same after each restart."""
+    return ["--data", str(wider), *TINY, "--iters", str(ELASTIC_ITERS), "--set", "TRAIN.SNAPSHOT", "4",
+            "--latest_every", "1", "--resume", "auto", "--out", str(out), "--timeout", "10"]
+
+
+def torchrun(nproc, restarts, args, logs):
+    """Popen torchrun (standalone: one machine) of `nproc` train_dist.py processes, restarting the group up to
+    `restarts` times; stdout and stderr go to logs/stdout and logs/stderr."""
+    logs.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
+         "--max-restarts", str(restarts), "train_dist.py", *args],
+        cwd=REPO, env=ENV, stdout=open(logs / "stdout", "w"), stderr=open(logs / "stderr", "w"))
+
+
+def wait_for(logs, pattern, proc, start=0, timeout=300):
+    """The offset just after the first match of the regex `pattern` (one line) in logs/stdout from offset
+    `start` on; fails when torchrun `proc` ends first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        match = re.compile(pattern, re.M).search(read(logs / "stdout"), start)
+        if match:
+            return match.end()
+        assert proc.poll() is None and time.monotonic() < deadline, read(logs / "stderr")[-3000:]
+        time.sleep(0.05)
+
+
+def step_at_least(step):
+    """A regex of rank 0's log line of any step from `step` on."""
+    return rf"^iter ({'|'.join(str(n) for n in range(step, ELASTIC_ITERS + 1))})/{ELASTIC_ITERS} "
+
+
+def worker_pids(agent):
+    """{rank: pid} of the workers that the torchrun process `agent` runs (its children; RANK from their environment)."""
+    pids = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            environ = (stat.parent / "environ").read_bytes().split(b"\0") if ppid == agent else []
+        except (OSError, IndexError, ValueError):  # a process that ended meanwhile
+            continue
+        ranks = [int(v[len(b"RANK="):]) for v in environ if v.startswith(b"RANK=")]
+        if ranks:
+            pids[ranks[0]] = int(stat.parent.name)
+    return pids
+
+
+def signal_workers(proc, logs, plan):
+    """For each (step, rank, signal) of `plan`: once the next group of workers has started and rank 0 has logged
+    `step` or a later one, send the signal to that rank."""
+    position = 0
+    for step, rank, sig in plan:
+        position = wait_for(logs, r"^Training ", proc, position)
+        position = wait_for(logs, step_at_least(step), proc, position)
+        os.kill(worker_pids(proc.pid)[rank], sig)
+
+
+def _steps(out):
+    """The records of out/metrics.jsonl without their clock readings."""
+    records = read_metrics(out / "metrics.jsonl")
+    return [{k: v for k, v in r.items() if k not in ("time", "images_per_s")} for r in records]
+
+
+def _final(out):
+    return torch.load(out / f"SSH_iter_{ELASTIC_ITERS}.pth", weights_only=True)
+
+
+def assert_same_run(out, reference):
+    """Equal final weights and momentum histories, bit for bit, and equal metrics records, one per step."""
+    a, b = _final(out), _final(reference)
+    assert a["model"].keys() == b["model"].keys()
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    histories = list(zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values(), strict=True))
+    assert len(histories) == 66 and all(torch.equal(s["history"], t["history"]) for s, t in histories)
+    assert a["extra"]["consumed"] == b["extra"]["consumed"] == 4 * ELASTIC_ITERS
+    assert _steps(out) == _steps(reference)
+    assert [r["iteration"] for r in _steps(out)] == list(range(1, ELASTIC_ITERS + 1))
+    assert not list(out.glob(".*"))  # no temporary file of a killed write left
+
+
+@pytest.fixture(scope="module")
+def unbroken(wider, tmp_path_factory):
+    """The output folder of an uninterrupted torchrun run of 2 processes with elastic_args."""
+    logs = tmp_path_factory.mktemp("unbroken")
+    proc = torchrun(2, 0, elastic_args(wider, logs / "out"), logs)
+    assert proc.wait(timeout=300) == 0, read(logs / "stderr")[-3000:]
+    assert "--resume auto: no snapshot in " in read(logs / "stdout")
+    return logs / "out"
+
+
+def test_torchrun_restarts_after_two_kill_9_and_ends_as_an_unbroken_run(wider, unbroken, tmp_path):
+    """kill -9 of a (seeded) random worker at a random step, twice: torchrun restarts the group each time,
+    the ranks continue from the newest snapshot, and the run ends by itself as if nothing had happened."""
+    rng = random.Random(22)  # kills rank 0 after step 2, then rank 1 after step 5
+    first = rng.randint(2, 3)
+    plan = [(first, rng.randint(0, 1), signal.SIGKILL), (rng.randint(first + 3, 7), rng.randint(0, 1), signal.SIGKILL)]
+    out = tmp_path / "out"
+    proc = torchrun(2, 3, elastic_args(wider, out), tmp_path)
+    try:
+        signal_workers(proc, tmp_path, plan)
+        code = proc.wait(timeout=300)
+    finally:
+        proc.kill()
+    assert code == 0, read(tmp_path / "stderr")[-3000:]
+    assert read(tmp_path / "stdout").count("--resume auto: continuing from ") == 2
+    assert_same_run(out, unbroken)
+
+
+def _preempted(logs, out):
+    """The iteration of rank 0's "Preempted at iteration N, saved to <out>/SSH_iter_N.pth" line."""
+    match = re.search(r"^Preempted at iteration (\d+), saved to (\S+);", read(logs / "stdout"), re.M)
+    assert match and match[2] == str(out / f"SSH_iter_{match[1]}.pth"), read(logs / "stdout")[-3000:]
+    return int(match[1])
+
+
+def test_sigterm_to_a_worker_saves_the_step_and_torchrun_continues_from_it(wider, unbroken, tmp_path):
+    """SIGTERM to a random worker: every rank stops after the step, rank 0 saves it, all exit 5, torchrun
+    restarts the group, which continues from that very step (nothing computed twice)."""
+    rng = random.Random(16)
+    step, rank = rng.randint(2, 6), rng.randint(0, 1)
+    out = tmp_path / "out"
+    proc = torchrun(2, 1, elastic_args(wider, out), tmp_path)
+    try:
+        signal_workers(proc, tmp_path, [(step, rank, signal.SIGTERM)])
+        code = proc.wait(timeout=300)
+    finally:
+        proc.kill()
+    assert code == 0, read(tmp_path / "stderr")[-3000:]
+    assert "SIGTERM: preempted, stopping after this iteration and saving a snapshot." in read(tmp_path / "stderr")
+    saved = _preempted(tmp_path, out)
+    assert saved >= step
+    assert f"--resume auto: continuing from {out / f'SSH_iter_{saved}.pth'}," in read(tmp_path / "stdout")
+    assert_same_run(out, unbroken)
+
+
+def test_a_restart_on_one_process_keeps_the_images_per_step_and_continues(wider, unbroken, tmp_path):
+    """2 processes x 2 images, preempted (torchrun has no restart left, so it ends), then torchrun with 1 process
+    x 4 images and the same options: the same images in every step, so the weights equal the unbroken 2-process
+    run's up to float rounding (the 4 gradients are summed in another order; a wrong image would differ by far
+    more, see test_two_ranks_match_one_process_and_resume)."""
+    step = random.Random(17).randint(2, 6)
+    out = tmp_path / "out"
+    two = torchrun(2, 0, elastic_args(wider, out), tmp_path / "two")
+    try:
+        signal_workers(two, tmp_path / "two", [(step, 1, signal.SIGTERM)])
+        assert two.wait(timeout=300) != 0
+    finally:
+        two.kill()
+    saved = _preempted(tmp_path / "two", out)
+    one = torchrun(1, 0, elastic_args(wider, out), tmp_path / "one")
+    assert one.wait(timeout=300) == 0, read(tmp_path / "one" / "stderr")[-3000:]
+    stdout = read(tmp_path / "one" / "stdout")
+    assert f"--resume auto: continuing from {out / f'SSH_iter_{saved}.pth'}," in stdout
+    assert "1 x 4 = 4 images per SGD step (TRAIN.ITER_SIZE 4)" in stdout
+    a, b = _final(out), _final(unbroken)
+    for k in a["model"]:
+        torch.testing.assert_close(a["model"][k], b["model"][k], rtol=1e-5, atol=1e-7)
+    for s, t in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values(), strict=True):
+        torch.testing.assert_close(s["history"], t["history"], rtol=1e-4, atol=1e-9)
+    steps, reference = _steps(out), _steps(unbroken)
+    assert [r["iteration"] for r in steps] == list(range(1, ELASTIC_ITERS + 1))
+    assert steps[:saved] == reference[:saved]  # written by the 2-process leg
+    for r, s in zip(steps[saved:], reference[saved:], strict=True):
+        assert r["loss"] == pytest.approx(s["loss"], rel=1e-5)
+
+
 # --- the helpers ---------------------------------------------------------------------------------------
 
 def _collectives(rank, world_size, port, results):
@@ -314,27 +507,29 @@ def _collectives(rank, world_size, port, results):
             net.weight.fill_(rank)
         broadcast_module(net)
         results.put((rank, [t.tolist() for t in tensors], tensors[1].dtype, net.weight.tolist(),
-                     any_rank(rank == 1, torch.device("cpu")), any_rank(False, torch.device("cpu"))))
+                     max_over_ranks([rank, -rank, 7, 2 ** 40 + rank], torch.device("cpu"), "testing")))
     finally:
         dist.destroy_process_group()
 
 
-def test_all_reduce_mean_broadcast_and_any_rank():
+def test_all_reduce_mean_broadcast_and_max_over_ranks():
     ctx = mp.get_context("spawn")
     results = ctx.Queue()
     mp.start_processes(_collectives, args=(2, free_port(), results), nprocs=2, start_method="spawn")
     got = sorted(results.get(timeout=10) for _ in range(2))
-    for rank, tensors, dtype, weight, any_true, any_false in got:
+    for rank, tensors, dtype, weight, maxima in got:
         assert tensors == [[[0.5] * 3] * 2, [5.0], [0.0, 1.5, 3.0, 4.5]]
         assert dtype == torch.float64
         assert weight == [[0.0, 0.0], [0.0, 0.0]]  # rank 0's
-        assert any_true is True and any_false is False
+        assert maxima == [1, 0, 7, 2 ** 40 + 1]  # whole numbers, exact beyond float precision
 
 
 def test_launch_from_flags_or_torchrun_environment():
     assert launch_from(1, 4, "10.0.0.1", 29500, environ={}) == Launch(1, 4, None, ("10.0.0.1", 29500))
     env = {"RANK": "3", "WORLD_SIZE": "8", "LOCAL_RANK": "1", "MASTER_ADDR": "h", "MASTER_PORT": "1"}
     assert launch_from(None, None, "127.0.0.1", 29500, environ=env) == Launch(3, 8, 1, None)
+    assert launch_from(None, None, "127.0.0.1", 29500, environ={**env, "TORCHELASTIC_RESTART_COUNT": "2"}) == \
+        Launch(3, 8, 1, None, restart=2)
     with pytest.raises(ValueError, match="--rank and --world_size go together"):
         launch_from(0, None, "127.0.0.1", 29500, environ=env)
     with pytest.raises(ValueError, match=r"--rank 2 is not in \[0, --world_size 2\)"):

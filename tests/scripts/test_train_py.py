@@ -1,7 +1,10 @@
-"""train.py when things go wrong: resumed config, output-folder lock, leftovers of killed writes,
-unreadable images, and every error path ending in one `error:` line with exit code 2."""
+"""train.py when things go wrong: resumed config, --resume auto after kill -9, output-folder lock,
+leftovers of killed writes, unreadable images, and every error path ending in one `error:` line with
+exit code 2."""
 import json
 import os
+import random
+import re
 import signal
 import socket
 import subprocess
@@ -107,6 +110,88 @@ def test_resume_refuses_a_changed_training_setting(wider, snapshot, tmp_path, ca
         "error: --cfg/--set would change TRAIN.SCALES from the snapshot's [64] to [1200]; a resumed run keeps "
         "the settings its snapshot was trained with (drop the override, or start a new run in another --out)\n")
     assert not list(tmp_path.iterdir())
+
+
+def test_resume_auto_in_a_folder_without_snapshots_starts_a_new_run(wider, snapshot, tmp_path, capsys):
+    assert train.main(["--data", str(wider), *TINY, "--iters", "1", "--out", str(tmp_path), "--resume", "auto"]) == 0
+    assert f"--resume auto: no snapshot in {tmp_path} loads, so this is a new run\n" in capsys.readouterr().out
+    a, b = (torch.load(path, weights_only=True)["model"] for path in (snapshot, tmp_path / "SSH_iter_1.pth"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_auto_refuses_a_changed_training_setting(snapshot, tmp_path, capsys):
+    (tmp_path / snapshot.name).write_bytes(snapshot.read_bytes())
+    with pytest.raises(SystemExit) as exited:
+        train.main(["--resume", "auto", "--out", str(tmp_path), *TINY, "--set", "TRAIN.BASE_LR", "0.1"])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == (
+        "error: --cfg/--set would change TRAIN.BASE_LR from the snapshot's 0.004 to 0.1; a resumed run keeps "
+        "the settings its snapshot was trained with (drop the override, or start a new run in another --out)\n")
+
+
+def test_resume_refuses_a_world_size_that_changes_the_images_per_step(wider, snapshot, tmp_path, capsys):
+    """A snapshot of 2 processes x 2 images (TRAIN.ITER_SIZE 3 rounds to 2 each) cannot go on with 1 x 3."""
+    state = torch.load(snapshot, weights_only=True)
+    state["extra"]["world_size"] = 2
+    state["extra"]["config"]["TRAIN"]["ITER_SIZE"] = 3
+    path = tmp_path / "SSH_iter_1.pth"
+    torch.save(state, path)
+    assert train.main(["--data", str(wider), "--device", "cpu", "--workers", "0", "--resume", str(path)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {path}: it was trained with 4 images per SGD step (2 x 2, TRAIN.ITER_SIZE 3) and 1 process would "
+        f"take 3, so the run would not continue the same training; resume it on 2 processes\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([LOCK_NAME, "SSH_iter_1.pth"])
+
+
+def kill_at(cmd, step):
+    """Run `cmd` (train.py) and kill -9 it once it has printed the log line of iteration `step`."""
+    proc = subprocess.Popen(cmd, cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        for line in proc.stdout:
+            if line.startswith(f"iter {step}/"):
+                proc.send_signal(signal.SIGKILL)
+                break
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+    assert proc.returncode == -signal.SIGKILL
+
+
+def _steps(out):
+    """The records of out/metrics.jsonl without their clock readings."""
+    records = read_metrics(out / "metrics.jsonl")
+    return [{k: v for k, v in r.items() if k not in ("time", "images_per_s")} for r in records]
+
+
+def test_kill_9_then_the_same_command_ends_with_the_weights_of_an_unbroken_run(wider, tmp_path):
+    """train.py --resume auto --latest_every 1, killed at a (seeded) random step and started again as it was:
+    at most one step is computed again, and weights, momentum and metrics equal those of an unbroken run."""
+    step = random.Random(15).randint(2, 4)
+    broken, whole = tmp_path / "broken", tmp_path / "whole"
+
+    def command(out):
+        return [sys.executable, "train.py", "--data", str(wider), *TINY, "--iters", "6", "--set", "TRAIN.SNAPSHOT",
+                "4", "--latest_every", "1", "--resume", "auto", "--out", str(out)]
+
+    kill_at(command(broken), step)
+    assert not (broken / "SSH_iter_6.pth").exists()
+    again = subprocess.run(command(broken), cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    start = int(re.search(r"^Training 6 images from iteration (\d+) to 6", again.stdout, re.M)[1])
+    assert step - 1 <= start < 6
+    assert "--resume auto: continuing from " in again.stdout
+    unbroken = subprocess.run(command(whole), cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
+    assert unbroken.returncode == 0, unbroken.stderr[-3000:]
+    assert f"--resume auto: no snapshot in {whole} loads, so this is a new run" in unbroken.stdout
+
+    a, b = (torch.load(out / "SSH_iter_6.pth", weights_only=True) for out in (whole, broken))
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert all(torch.equal(s["history"], t["history"]) for s, t in zip(a["optimizer"]["state"].values(),
+                                                                       b["optimizer"]["state"].values(), strict=True))
+    assert _steps(broken) == _steps(whole) and [r["iteration"] for r in _steps(broken)] == [1, 2, 3, 4, 5, 6]
+    assert sorted(p.name for p in broken.iterdir()) == sorted(p.name for p in whole.iterdir()) == sorted([
+        "SSH_iter_4.pth", "SSH_iter_6.pth", LOCK_NAME, "loss_curve.png", "metrics.jsonl"])
 
 
 # --- the output folder's lock ---------------------------------------------------------------------
