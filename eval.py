@@ -40,7 +40,7 @@ def parse_args(argv=None):
                         "wider_{easy,medium,hard}_val.mat (default: <data>/eval_tools/ground_truth)")
     parser.add_argument("--net_name", default="SSH", help="name of the detection run (folder and legend)")
     parser.add_argument("--no_cache", action="store_true", help="neither reuse nor write cached detections")
-    parser.add_argument("--device", help="torch device, e.g. cpu or cuda:0 (default: cuda when available)")
+    parser.add_argument("--device", help="torch device, e.g. cpu or cuda:0 (default: cuda when available; cpu for int8)")
     parser.add_argument("--json", metavar="FILE", help="write the APs and PR curves as JSON")
     parser.add_argument("--plot", metavar="FILE", help="write the PR curves as a PNG")
     parser.add_argument("--baselines", metavar="DIR", help="the tool's plot/baselines/Val/setting_int folder, "

@@ -61,7 +61,7 @@ def parse_args(argv):
                         help="images per network pass (images of equal blob size are batched)")
     parser.add_argument("--thresh", type=float, default=0.5, help="score threshold to draw and save")
     parser.add_argument("--out", type=Path, default=Path("output/detections"), help="output folder")
-    parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available, else cpu)")
+    parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available, else cpu; cpu for int8)")
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
                         help="number format of the network: bf16 (fast on CPUs with AVX-512 bf16) and fp16 "
                              "(fast on CUDA) run the PyTorch network; int8 runs an int8 .onnx model on the CPU")
