@@ -6,10 +6,15 @@ so the official YAML files (including their `!!python/tuple` tags) merge unchang
 this port accepts but never reads are listed, with the reason, in UNUSED_KEYS; setting one to another
 value than its default gives a ConfigWarning. `resume_config` rebuilds the config of a resumed run
 from the one its snapshot recorded; `data_layout` gives the default paths under DATA_DIR.
+The environment variable SSH_DATA_DIR, when set, replaces DATA_DIR's default "data" (read when a
+config is made, by `default_data_dir`), so one variable moves the datasets and weight cache of
+test.py, eval.py, train.py and `python3 -m model.weights`; --cfg / --set still override it.
+`merge_overrides` merges a mapping of values (the torch.hub entry point's `cfg=`).
 """
 import ast
 import copy
 import json
+import os
 import warnings
 from pathlib import Path
 from types import SimpleNamespace
@@ -98,6 +103,7 @@ _DEFAULTS = {
     # Small constant guarding divisions (unused, UNUSED_KEYS).
     "EPS": 1e-14,
     # Root of datasets and weight files: the scripts' default paths follow it (data_layout).
+    # The environment variable SSH_DATA_DIR replaces this default (default_data_dir).
     "DATA_DIR": "data",
     # Command that runs the official MATLAB evaluation tool.
     "MATLAB": "matlab",
@@ -181,9 +187,16 @@ _ConfigLoader.add_constructor(
 )
 
 
+def default_data_dir():
+    """DATA_DIR's default: the environment variable SSH_DATA_DIR when set, else "data"."""
+    return os.environ.get("SSH_DATA_DIR") or _DEFAULTS["DATA_DIR"]
+
+
 def default_config():
-    """A fresh copy of the official defaults."""
-    return EasyDict(copy.deepcopy(_DEFAULTS))
+    """A fresh copy of the official defaults (DATA_DIR: `default_data_dir()`)."""
+    cfg = EasyDict(copy.deepcopy(_DEFAULTS))
+    cfg.DATA_DIR = default_data_dir()
+    return cfg
 
 
 def _coerce(value, old, key):
@@ -255,6 +268,17 @@ def set_key(cfg, key, text):
         except yaml.YAMLError:
             raise ValueError(f"config key {key}: cannot parse the value {text!r}") from None
     node[parts[-1]] = _coerce(value, node[parts[-1]], key)
+
+
+def merge_overrides(cfg, overrides):
+    """Merge the mapping `overrides` into `cfg` in place: nested ({"TEST": {"SCALES": [800]}}) and/or
+    dotted ({"TEST.SCALES": [800]}) keys with plain values; a whole config merges to itself.
+    Unknown keys raise KeyError, wrong types ValueError."""
+    for key, value in overrides.items():
+        nested = copy.deepcopy(value)
+        for part in reversed(str(key).split(".")):
+            nested = {part: nested}
+        _merge(EasyDict(nested), cfg)
 
 
 def get_config(cfg_files=(), set_pairs=()):

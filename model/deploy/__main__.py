@@ -6,13 +6,14 @@ detection is from fp32 (docs/inference.md §5.5).
     python3 -m model.deploy compare --int8 data/SSH_models/SSH_int8.onnx --check-dir val/
 """
 import argparse
-import hashlib
 import sys
 import time
 from pathlib import Path
 
 from lib.config import add_config_args, config_from_args, data_layout
 from lib.utils.cli import first_line, one_line_warnings
+from lib.utils.download import sha256_file
+from lib.utils.integrity import write_record
 from model.detector import Detector
 from model.precision import PRECISIONS
 from model.weights.loading import load_network
@@ -64,14 +65,6 @@ def parse_args(argv):
     return args
 
 
-def sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def quantize(args, cfg, net, reference):
     """Calibrate on --calib-dir and write the int8 model; returns its path."""
     out = args.out or int8_path(args.model)
@@ -83,7 +76,9 @@ def quantize(args, cfg, net, reference):
     blobs = CalibrationBlobs(images, reference)
     start = time.perf_counter()
     quantize_network(net, out, blobs, args.method, args.keep_float,
-                     metadata={"ssh.source": f"{args.model.name} sha256:{sha256(args.model)}"})
+                     metadata={"ssh.source": f"{args.model.name} sha256:{sha256_file(args.model)}"})
+    write_record(out, verified_by="ONNX checker after quantization (python3 -m model.deploy quantize)",
+                 remake=f"python3 -m model.deploy quantize --model {args.model} --calib-dir {calib_dir} --out {out}")
     print(f"{args.model} -> {out} (int8, {out.stat().st_size / 2**20:.1f} MB; {args.method} ranges of "
           f"{len(blobs)} blobs of {len(images)} images of {calib_dir}, {time.perf_counter() - start:.0f} s)")
     return out

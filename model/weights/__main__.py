@@ -1,6 +1,6 @@
-"""`python3 -m model.weights ssh|imagenet`: fetch and verify an official weight file (official.py)."""
+"""`python3 -m model.weights ssh|imagenet|convert` (cli.py)."""
 import sys
 
-from .official import main
+from .cli import main
 
 sys.exit(main())

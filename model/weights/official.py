@@ -1,64 +1,67 @@
-"""Official weight files: where they live under data/, where the official scripts download them,
-and a check that what was unpacked really loads.
+"""Official weight files: where they live under DATA_DIR, where the official scripts download them,
+and a check that what was unpacked really loads, recorded beside the file (lib/utils/integrity.py)
+so that later uses check its size and SHA-256 instead of loading it again.
 
-    python3 -m model.weights ssh        # data/SSH_models/SSH.caffemodel (trained SSH)
-    python3 -m model.weights imagenet   # data/imagenet_models/VGG16.caffemodel (ImageNet init)
+    python3 -m model.weights ssh        # <DATA_DIR>/SSH_models/SSH.caffemodel (trained SSH)
+    python3 -m model.weights imagenet   # <DATA_DIR>/imagenet_models/VGG16.caffemodel (ImageNet init)
 """
-import argparse
-import sys
 from pathlib import Path
 
-from lib.utils.download import DownloadError, fetch_archive
+from lib.config import default_data_dir
+from lib.utils.download import BACKOFF, RETRIES, DownloadError, fetch_archive, unpack_file
+from lib.utils.integrity import check_record, write_record
 
 from ..ssh import SSH
 
-# name -> (file under data/, archive, its URL in the official download scripts, strict load)
+# name -> (file under DATA_DIR, archive, its URL in the official download scripts, strict load)
 OFFICIAL = {
     "ssh": ("SSH_models/SSH.caffemodel", "SSH_models.tar.gz", "https://bit.ly/3j6ofwl", True),
     "imagenet": ("imagenet_models/VGG16.caffemodel", "imagenet_models.tar.gz", "https://bit.ly/3DakVbi", False),
 }
 
 
-def ensure_weights(name, data_dir="data", url=None, timeout=60):
-    """Path of the official `name` weights, downloading and unpacking the archive when absent.
+def fetch_command(name, data_dir, url=None):
+    """The `python3 -m model.weights` command that fetches `name` into `data_dir`."""
+    return f"python3 -m model.weights {name} --data {data_dir}{f' --url {url}' if url else ''}"
 
-    The file is verified by loading it into SSH (strictly for the trained model).
-    Raises DownloadError with instructions when it cannot be fetched or does not load.
+
+def ensure_weights(name, data_dir=None, url=None, timeout=60, sha256=None, archive=None,
+                   retries=RETRIES, backoff=BACKOFF):
+    """Path of the official `name` weights under `data_dir` (default: `default_data_dir()`).
+
+    A file with an integrity record is checked against it (IntegrityError on a mismatch). Otherwise
+    the archive is unpacked from `archive` (a .tar.gz downloaded elsewhere) or, when the file is
+    absent, downloaded from `url` (default: the official one; resumable, see lib/utils/download.py);
+    `sha256` is the archive's expected hash. The file is then verified by loading it into SSH
+    (strictly for the trained model) and gets its record. Raises DownloadError saying what to do.
     """
-    rel, archive, default_url, strict = OFFICIAL[name]
-    path = Path(data_dir) / rel
-    if not path.is_file():
+    rel, archive_name, default_url, strict = OFFICIAL[name]
+    data_dir = Path(data_dir if data_dir is not None else default_data_dir())
+    path = data_dir / rel
+    rerun = f"`{fetch_command(name, data_dir, url)}`"
+    if archive is not None:
+        unpack_file(archive, data_dir, sha256)
+        if not path.is_file():
+            raise DownloadError(f"the archive {archive} did not contain {rel}: is it {archive_name}?")
+    elif path.is_file() and check_record(path) is not None:
+        return path
+    elif not path.is_file():
         url = url or default_url
         print(f"{path} not found: downloading {url} ...", flush=True)
         try:
-            fetch_archive(url, data_dir, timeout)
+            fetch_archive(url, data_dir, archive_name, sha256, timeout, retries, backoff, rerun)
         except DownloadError as e:
             raise DownloadError(
-                f"{e}. Without network access, download {archive} ({default_url}) elsewhere, unpack it into "
-                f"{data_dir}/ so that {path} exists, and run again.") from e
+                f"{e}. Without network access, download {archive_name} ({default_url}) on another machine and "
+                f"run `python3 -m model.weights {name} --data {data_dir} --archive /path/to/{archive_name}`") from e
         if not path.is_file():
             raise DownloadError(f"the archive from {url} did not contain {rel}")
     try:
         report = SSH().load_caffemodel(path, strict=strict)
     except ValueError as e:
-        raise DownloadError(f"{path} does not load: {e}") from e
+        raise DownloadError(f"{path} does not load: {e}; delete it and run {rerun}") from e
+    how = "strict load into SSH" if strict else "load of the VGG16 layers into SSH"
+    write_record(path, verified_by=f"{how} (model.weights.official.ensure_weights)",
+                 remake=fetch_command(name, data_dir, url))
     print(f"{path}: {report}", flush=True)
     return path
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python3 -m model.weights", description="Fetch and verify the official SSH weight files.")
-    parser.add_argument("name", choices=sorted(OFFICIAL))
-    parser.add_argument("--data", default="data", help="data folder (default: data)")
-    parser.add_argument("--url", help="archive URL (default: the official one)")
-    args = parser.parse_args(argv)
-    try:
-        ensure_weights(args.name, args.data, args.url)
-    except DownloadError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -15,6 +15,7 @@ pytest.importorskip("onnxscript")
 
 from lib.config import get_config  # noqa: E402
 from lib.image_io import read_image  # noqa: E402
+from lib.utils.integrity import check_record  # noqa: E402
 from model.deploy.__main__ import main  # noqa: E402
 from model.deploy.agreement import HEAD_NAMES, head_errors, matched_count  # noqa: E402
 from model.deploy.calibration import CalibrationBlobs, CalibrationError, pick_images  # noqa: E402
@@ -207,6 +208,7 @@ def test_cli_quantizes_and_compares(random_checkpoint, tmp_path, capsys):
     assert main(["compare", "--model", str(pth), "--int8", str(out), "--check-dir", str(check),
                  "--precisions", "int8", *small]) == 0
     assert capsys.readouterr().out.splitlines()[2] == lines[4]  # the file gives what quantize measured
+    assert check_record(out)["verified_by"].startswith("ONNX checker")  # recorded, so damage is caught on use
 
 
 @pytest.mark.parametrize("case", ["missing", "empty", "unreadable"])
