@@ -1,9 +1,13 @@
-"""Detect faces in images or a video with SSH and save each picture with its detections.
+"""Detect faces in images, folders, videos, cameras or streams with SSH; save pictures, texts, JSON,
+crops, WIDER prediction files or anonymised media.
 
     python3 test.py                                   # the demo photo, official weights
     python3 test.py --image a.jpg --image b.png --out output/faces
     python3 test.py --dir photos/ --batch-size 4 --cfg configs/wider_pyramid.yml --device cuda
-    python3 test.py --video clip.mp4 --batch-size 4   # annotated video + one detections file per frame
+    python3 test.py --dir photos/ --save-json --save-crops --crop-margin 0.2 --save-wider
+    python3 test.py --dir photos/ --anonymize blur    # <name>_anonymized.<ext>, originals untouched
+    python3 test.py --video clip.mp4 --anonymize pixelate --hold 5
+    python3 test.py --video 0 --every 3 --max-frames 300 --show      # a webcam; rtsp:// or http:// URLs too
     python3 test.py --export-onnx ssh.onnx            # ONNX graph with dynamic batch, height, width
     python3 test.py --export-onnx-detector det.onnx   # ONNX graph: blob and scale -> detections
     python3 test.py --model ssh.onnx --dir photos/     # an ONNX graph run by ONNX Runtime
@@ -11,27 +15,27 @@
 """
 import argparse
 import sys
-import time
-from collections import Counter
+from contextlib import nullcontext
 from pathlib import Path
 
-import cv2
-from tqdm import tqdm
-
+from lib.anonymize import DEFAULT_HOLD, DEFAULT_SCALE, DEFAULT_SHAPE, METHODS, SHAPES
 from lib.config import add_config_args, config_from_args, data_layout
-from lib.image_io import ImageError, read_image, write_image
-from lib.utils.atomic import atomic_folder, atomic_write_text
-from lib.utils.cli import first_line, one_line_warnings
+from lib.detection_run import run_images, run_video
+from lib.image_io import ImageError
+from lib.media_writers import OutputOptions
+from lib.outputs import DetectionsJson
+from lib.utils.cli import one_line_warnings
 from lib.utils.device import parse_device
-from lib.video import FrameReader, VideoError, atomic_video, image_files
-from lib.visualize import draw_detections, format_detections
-from model.detector import batched, build_detector
+from lib.video import IMAGE_SUFFIXES, VideoError, image_tree, parse_source
+from model.detector import build_detector
 from model.precision import PRECISIONS
 from model.weights.loading import BACKENDS, load_network
 
 ONNX_PACKAGES = "onnx onnxruntime onnxscript"
 # Exit code when some images or frames failed and the others were done.
 SOME_FAILED = 1
+# Exit code when Ctrl-C stopped a run over files (a camera or stream is meant to be stopped so: 0).
+INTERRUPTED = 130
 
 
 def demo_image():
@@ -41,34 +45,80 @@ def demo_image():
     return Path(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
 
 
+def positive(kind):
+    """argparse type: a number of `kind` that is > 0."""
+    def parse(text):
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
+        return value
+    return parse
+
+
+def not_negative(kind):
+    """argparse type: a number of `kind` that is >= 0."""
+    def parse(text):
+        value = kind(text)
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+        return value
+    return parse
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(description="Detect faces with SSH.")
-    parser.add_argument("--image", action="append", default=[], type=Path, help="image file (repeatable)")
-    parser.add_argument("--dir", type=Path, help="detect in every image of this folder")
-    parser.add_argument("--video", type=Path,
-                        help="video file or folder of frames: write an annotated video and per-frame detections")
-    parser.add_argument("--model", type=Path,
-                        help=".caffemodel or .pth weights, or an .onnx graph (default: <DATA_DIR>/SSH_models/"
-                             "SSH.caffemodel, SSH_int8.onnx with --precision int8; DATA_DIR being data/)")
-    parser.add_argument("--backend", choices=BACKENDS,
-                        help="network runtime (default: onnxruntime for .onnx models, else pytorch)")
-    parser.add_argument("--export-onnx", type=Path, metavar="PATH",
-                        help="write the network of --model as ONNX (dynamic batch, height, width) and exit")
-    parser.add_argument("--export-onnx-detector", type=Path, metavar="PATH",
-                        help="write the network of --model with the TEST decoding and NMS as one ONNX graph "
-                             "(blob and scale -> detections) and exit")
-    parser.add_argument("--batch-size", type=int, default=1,
-                        help="images per network pass (images of equal blob size are batched)")
-    parser.add_argument("--thresh", type=float, default=0.5, help="score threshold to draw and save")
-    parser.add_argument("--out", type=Path, default=Path("output/detections"), help="output folder")
-    parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available, else cpu; cpu for int8)")
-    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
-                        help="number format of the network: bf16 (fast on CPUs with AVX-512 bf16) and fp16 "
-                             "(fast on CUDA) run the PyTorch network; int8 runs an int8 .onnx model on the CPU")
+    inputs = parser.add_argument_group("inputs")
+    inputs.add_argument("--image", action="append", default=[], type=Path, help="image file (repeatable)")
+    inputs.add_argument("--dir", type=Path, help="detect in every image of this folder and its subfolders")
+    inputs.add_argument("--video", type=parse_source, metavar="SOURCE",
+                        help="video file, folder of frames, camera index (0, 1, ...) or stream URL (rtsp://, http://)")
+    inputs.add_argument("--every", type=positive(int), default=1, metavar="N",
+                        help="video: detect on every Nth frame, the frames between reuse its boxes and masks")
+    inputs.add_argument("--max-frames", type=positive(int), metavar="N", help="video: stop after N frames")
+    inputs.add_argument("--show", action="store_true",
+                        help="video: show the frames in a window as they are written (q or Esc stops)")
+    model = parser.add_argument_group("model")
+    model.add_argument("--model", type=Path,
+                       help=".caffemodel or .pth weights, or an .onnx graph (default: <DATA_DIR>/SSH_models/"
+                            "SSH.caffemodel, SSH_int8.onnx with --precision int8; DATA_DIR being data/)")
+    model.add_argument("--backend", choices=BACKENDS,
+                       help="network runtime (default: onnxruntime for .onnx models, else pytorch)")
+    model.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available, else cpu; cpu for int8)")
+    model.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                       help="number format of the network: bf16 (fast on CPUs with AVX-512 bf16) and fp16 "
+                            "(fast on CUDA) run the PyTorch network; int8 runs an int8 .onnx model on the CPU")
+    model.add_argument("--batch-size", type=positive(int), default=1,
+                       help="images per network pass (images of equal blob size are batched)")
+    model.add_argument("--export-onnx", type=Path, metavar="PATH",
+                       help="write the network of --model as ONNX (dynamic batch, height, width) and exit")
+    model.add_argument("--export-onnx-detector", type=Path, metavar="PATH",
+                       help="write the network of --model with the TEST decoding and NMS as one ONNX graph "
+                            "(blob and scale -> detections) and exit")
+    outputs = parser.add_argument_group("outputs")
+    outputs.add_argument("--out", type=Path, default=Path("output/detections"), help="output folder")
+    outputs.add_argument("--thresh", type=float, default=0.5,
+                         help="score threshold of the faces drawn, masked, cropped and listed")
+    outputs.add_argument("--save-json", nargs="?", type=Path, const=True, metavar="PATH",
+                         help="one JSON file of every image's detections (default PATH: <out>/detections.json)")
+    outputs.add_argument("--save-crops", action="store_true", help="write each face as <out>/crops/<name>_<k>_<box>.jpg")
+    outputs.add_argument("--crop-margin", type=not_negative(float), default=0.0, metavar="M",
+                         help="grow each crop by M times the box width / height on every side (default 0)")
+    outputs.add_argument("--save-wider", nargs="?", type=Path, const=True, metavar="DIR",
+                         help="official WIDER prediction files, <DIR>/<image path under --dir>.txt, every "
+                              "detection with score > 0.05 (default DIR: <out>/wider)")
+    outputs.add_argument("--anonymize", choices=METHODS,
+                         help="write <name>_anonymized.<ext> (videos: .mp4) with the faces masked, instead of the "
+                              "drawn pictures")
+    outputs.add_argument("--mask-scale", type=positive(float), default=DEFAULT_SCALE, metavar="S",
+                         help=f"masks are the boxes scaled by S about their centres (default {DEFAULT_SCALE})")
+    outputs.add_argument("--mask-shape", choices=SHAPES, default=DEFAULT_SHAPE, help=f"default {DEFAULT_SHAPE}")
+    outputs.add_argument("--hold", type=not_negative(int), metavar="K",
+                         help=f"video: keep a face masked for K frames after it was last detected (default "
+                              f"{DEFAULT_HOLD}), so masks do not flicker")
+    outputs.add_argument("--draw", action="store_true",
+                         help="with --anonymize: also write the drawn pictures / video")
     add_config_args(parser)
     args = parser.parse_args(argv)
-    if args.batch_size < 1:
-        parser.error("--batch-size must be at least 1")
     exporting = args.export_onnx or args.export_onnx_detector
     if exporting and (args.backend == "onnxruntime" or args.precision != "fp32"):
         parser.error("--export-onnx and --export-onnx-detector write fp32 graphs of pytorch weights "
@@ -79,33 +129,33 @@ def parse_args(argv):
         parser.error(f"{args.precision} runs the pytorch backend; ONNX graphs run in their own precision")
     if args.video is not None and (args.image or args.dir):
         parser.error("--video cannot be combined with --image or --dir")
+    if args.video is None and (args.every != 1 or args.max_frames or args.show or args.hold is not None):
+        parser.error("--every, --max-frames, --show and --hold apply to --video")
+    if args.video is not None and args.save_wider:
+        parser.error("--save-wider writes one file per image: use --image or --dir")
+    if args.hold is not None and not args.anonymize:
+        parser.error("--hold keeps masks of --anonymize: give --anonymize too")
     return args
 
 
 def image_list(args):
-    """Images named by --image and --dir (each file once), or the demo photo."""
-    images = list(args.image)
+    """(path, name in WIDER files) of the images named by --image and --dir (each file once; the
+    folder's subfolders too, not --out), or the demo photo."""
+    images = {path: path.name for path in args.image}
     if args.dir is not None:
         if not args.dir.is_dir():
             raise ImageError(f"--dir {args.dir} is not a folder")
-        images += image_files(args.dir)
-    return list(dict.fromkeys(images)) or [demo_image()]
-
-
-def output_stems(paths):
-    """Output name stem of each input path, unique in the run (case-insensitively).
-
-    An image keeps its stem unless another input has the same one (a.jpg and a.png give a_jpg and
-    a_png); names that still collide (one name in two folders) get _2, _3, ... in input order.
-    """
-    shared = Counter(p.stem.casefold() for p in paths)
-    stems = [f"{p.stem}_{p.suffix.lstrip('.')}" if shared[p.stem.casefold()] > 1 else p.stem for p in paths]
-    seen = Counter()
-    unique = []
-    for stem in stems:
-        seen[stem.casefold()] += 1
-        unique.append(stem if seen[stem.casefold()] == 1 else f"{stem}_{seen[stem.casefold()]}")
-    return unique
+        inside = args.out.resolve() != args.dir.resolve()  # earlier outputs in --out are no inputs
+        found = image_tree(args.dir, skip=args.out if inside else None)
+        if not found:
+            raise ImageError(f"--dir {args.dir}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) "
+                             "in it or its subfolders")
+        for path in found:
+            images.setdefault(path, path.relative_to(args.dir).as_posix())
+    if not images:
+        demo = demo_image()
+        images[demo] = demo.name
+    return list(images.items())
 
 
 def export(args):
@@ -124,29 +174,6 @@ def export_detector(args, cfg):
     print(f"{args.model} -> {path} (ONNX, 1 x 3 x height x width blob and scale -> N x 5 detections)")
 
 
-def detect_each(detector, items, batch_size, failed):
-    """(key, image, detections) for each (key, image) of `items`, `batch_size` images per network pass.
-
-    A batch whose detection fails (e.g. out of GPU memory on a huge image) is reported, added to
-    `failed` as (key, message) and skipped, so the other items still get their results.
-    """
-    for batch in batched(items, batch_size):
-        try:
-            results = detector.detect([image for _, image in batch])
-        except (RuntimeError, ValueError) as e:
-            for key, _ in batch:
-                report_failure(failed, key, f"detection failed: {first_line(e)}")
-            continue
-        for (key, image), dets in zip(batch, results):
-            yield key, image, dets
-
-
-def report_failure(failed, key, message):
-    """Warn about `key` now and keep it for the summary."""
-    print(f"warning: {message}; skipped", file=sys.stderr)
-    failed.append((key, message))
-
-
 def summarize(failed, done, total, what):
     """Print what failed; the exit code: 0, or SOME_FAILED when anything did."""
     if not failed:
@@ -157,72 +184,35 @@ def summarize(failed, done, total, what):
     return SOME_FAILED
 
 
-def detect_images(args, detector):
-    """Pictures with boxes and detection text files for the images of --image / --dir.
+def output_options(args, json):
+    """The outputs the options ask for."""
+    return OutputOptions(out=args.out, thresh=args.thresh, draw=args.draw or not args.anonymize,
+                         anonymize=args.anonymize, mask_scale=args.mask_scale, mask_shape=args.mask_shape,
+                         hold=DEFAULT_HOLD if args.hold is None else args.hold, crops=args.save_crops,
+                         crop_margin=args.crop_margin,
+                         wider=args.out / "wider" if args.save_wider is True else args.save_wider, json=json)
 
-    An image that cannot be read or detected is reported and skipped; the others are done.
-    Returns the exit code.
-    """
-    paths = image_list(args)
+
+def detect(args, detector):
+    """Run the detector over the inputs of `args`, writing the outputs asked for; the exit code."""
+    json_path = args.out / "detections.json" if args.save_json is True else args.save_json
+    json = DetectionsJson(json_path, str(args.model), args.precision, args.thresh) if json_path else None
     failed = []
-
-    def readable():
-        for path, stem in zip(paths, output_stems(paths)):
-            try:
-                yield (path, stem), read_image(path)
-            except ImageError as e:
-                report_failure(failed, (path, stem), str(e))
-
-    start = last = time.perf_counter()
-    done = 0
-    for (path, stem), image, dets in detect_each(detector, readable(), args.batch_size, failed):
-        dets = dets[dets[:, 4] >= args.thresh]
-        picture = args.out / f"{stem}_ssh.jpg"
-        write_image(picture, draw_detections(image, dets, args.thresh))
-        atomic_write_text(args.out / f"{stem}_ssh.txt", format_detections(dets))
-        now = time.perf_counter()
-        timing = f" in {now - last:.2f} s" if args.batch_size == 1 else ""
-        print(f"{path}: {len(dets)} faces (score >= {args.thresh}){timing} -> {picture}")
-        last = now
-        done += 1
-    seconds = time.perf_counter() - start
-    print(f"{done} of {len(paths)} images in {seconds:.2f} s ({done / seconds:.2f} images/s, "
-          f"batch size {args.batch_size})")
-    return summarize(failed, done, len(paths), "images")
-
-
-def fit_frame(frame, size, index):
-    """`frame` resized to the video's (height, width) `size` when it differs (frames of a folder
-    may differ in size; a video has one), with a warning naming the frame."""
-    if size is None or frame.shape[:2] == size:
-        return frame
-    print(f"warning: frame {index} is {frame.shape[1]} x {frame.shape[0]}, the video {size[1]} x {size[0]}: "
-          "resized for the video (its detections are in its own pixels)", file=sys.stderr)
-    return cv2.resize(frame, size[::-1], interpolation=cv2.INTER_AREA)
-
-
-def detect_video(args, detector):
-    """<out>/<name>_ssh.mp4 with boxes drawn and <out>/<name>_ssh/<frame index>.txt detections.
-
-    Frames that cannot be decoded or detected are reported and skipped (no text file, not in the
-    video); both outputs are written atomically when the run ends. Returns the exit code.
-    """
-    name = f"{args.video.stem}_ssh"
-    failed = []
-    with FrameReader(args.video) as frames, atomic_folder(args.out / name) as texts, \
-            atomic_video(args.out / f"{name}.mp4", frames.fps) as video:
-        stream = detect_each(detector, iter(frames), args.batch_size, failed)
-        count = 0
-        for index, frame, dets in tqdm(stream, total=frames.count or None, unit="frame", desc=args.video.name):
-            dets = dets[dets[:, 4] >= args.thresh]
-            video.write(draw_detections(fit_frame(frame, video.size, index), dets, args.thresh))
-            (texts / f"{index:06d}.txt").write_text(format_detections(dets))
-            count += 1
-        failed += frames.failed
-        if count == 0:
-            raise VideoError(f"{args.video}: no frame could be decoded and detected")
-    print(f"{args.video}: {count} frames -> {args.out / name}.mp4, {args.out / name}/")
-    return summarize(failed, count, max(frames.count, count + len(failed)), "frames")
+    with json if json is not None else nullcontext():
+        opts = output_options(args, json)
+        if args.video is None:
+            images = image_list(args)
+            done, interrupted = run_images(detector, images, opts, args.batch_size, failed)
+            code = summarize(failed, done, len(images), "images")
+        else:
+            done, announced, interrupted = run_video(detector, args.video, opts, args.batch_size, args.every,
+                                                     args.max_frames, args.show, failed)
+            total = min(announced, args.max_frames or announced) if announced and not interrupted else 0
+            code = summarize(failed, done, max(total, done + len(failed)), "frames")
+    if json is not None:
+        print(f"detections -> {json_path}")
+    live = isinstance(args.video, (int, str))
+    return INTERRUPTED if interrupted and not live else code
 
 
 def main(argv=None):
@@ -241,7 +231,7 @@ def main(argv=None):
             export_detector(args, cfg)
             return 0
         detector = build_detector(args.model, cfg, device, args.precision, backend=args.backend)
-        return detect_video(args, detector) if args.video is not None else detect_images(args, detector)
+        return detect(args, detector)
     except FileNotFoundError as e:
         hint = ("" if not official else " Write it with `python3 -m model.deploy quantize`." if args.precision == "int8"
                 else " Run `make demo` to download the official model.")

@@ -28,6 +28,7 @@ BENCHMARKS = {
     "nms": [],
     "loader": [],
     "evaluation": [],
+    "anonymize": [],
 }
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,7 +1,12 @@
-"""Frames from a video file or an image sequence, and video files written atomically (OpenCV)."""
+"""Frames from a video file, an image sequence, a camera or a network stream, and video files
+written atomically (OpenCV)."""
+import os
+import re
+import sys
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import cv2
 
@@ -23,6 +28,36 @@ class VideoWarning(UserWarning):
     """A frame of a video or image sequence could not be decoded and was skipped."""
 
 
+def parse_source(text):
+    """What `--video TEXT` names: a camera index (int) for digits, a stream URL (str) for
+    `scheme://...` (rtsp, http, ...: whatever OpenCV's FFmpeg opens), else a file or folder Path."""
+    if text.isdigit():
+        return int(text)
+    if re.match(r"[a-zA-Z][a-zA-Z0-9+.-]*://", text):
+        return text
+    return Path(text)
+
+
+def public_url(url):
+    """`url` without the user name and password it may carry, for messages and logs."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return parts._replace(netloc=host + port).geturl()
+
+
+def source_name(source):
+    """Output name stem of a source: the file or folder name without extension, camera<N>, or the
+    last path segment of a stream URL (its host when the path is empty), made file-name safe."""
+    if isinstance(source, int):
+        return f"camera{source}"
+    if isinstance(source, str):
+        parts = urlsplit(source)
+        segment = next((Path(s).stem for s in reversed(parts.path.split("/")) if s), "") or parts.hostname or ""
+        return re.sub(r"[^A-Za-z0-9_-]+", "_", segment).strip("_") or "stream"
+    return Path(source).stem
+
+
 def image_files(folder):
     """Image files of `folder` (by extension), sorted by name."""
     folder = Path(folder)
@@ -31,21 +66,51 @@ def image_files(folder):
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
+def image_tree(folder, skip=None):
+    """Image files under `folder` and its subfolders (hidden ones and `skip` excluded), sorted by path."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise VideoError(f"{folder} is not a folder")
+    skip = Path(skip).resolve() if skip is not None else None
+    found = []
+    for path in sorted(folder.rglob("*")):
+        hidden = any(part.startswith(".") for part in path.relative_to(folder).parts)
+        skipped = skip is not None and path.resolve().is_relative_to(skip)
+        if not hidden and not skipped and path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
+            found.append(path)
+    return found
+
+
 class FrameReader:
-    """Frames of a video file (cv2.VideoCapture) or of a folder of images (sorted by name).
+    """Frames of a video file, a folder of images (sorted by name), a camera (an int index) or a
+    network stream (a URL), read with cv2.VideoCapture.
 
     Iterating yields (index, frame): the frame's position in the video or the folder, and the
     uint8 BGR frame (images are read as `lib.image_io.read_image` reads them). `count` is the
     number of frames announced (0 when the container does not say), `fps` the frame rate.
     Frames that cannot be decoded are skipped: each one (or, for a video that ends before its
     announced count, the missing range) is added to `failed` as (index, message) and warned
-    about with a VideoWarning, so one bad frame does not lose the rest.
+    about with a VideoWarning, so one bad frame does not lose the rest. A camera or stream is
+    `live`: it ends when OpenCV reads no further frame (disconnected, end of stream).
     """
 
-    def __init__(self, path):
-        self.path = Path(path)
+    def __init__(self, source):
+        self.source = source
+        self.name = source_name(source)
+        self.live = isinstance(source, (int, str))
         self._capture = None
         self.failed = []
+        if self.live:
+            self.path = f"camera {source}" if isinstance(source, int) else public_url(source)
+            self._capture = cv2.VideoCapture(source)
+            if not self._capture.isOpened():
+                raise VideoError(f"camera {source} cannot be opened (no such device, busy, or no permission)"
+                                 if isinstance(source, int) else
+                                 f"{self.path}: cannot open the stream (check the address and that the server is up)")
+            self.count = max(0, int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT)))
+            self.fps = self._capture.get(cv2.CAP_PROP_FPS) or DEFAULT_FPS
+            return
+        self.path = Path(source)
         if self.path.is_dir():
             self._files = image_files(self.path)
             if not self._files:
@@ -82,7 +147,7 @@ class FrameReader:
             index += 1
         if index == 0:
             raise VideoError(f"{self.path}: no frame could be decoded")
-        if index < self.count:
+        if index < self.count and not self.live:
             self._fail(index, f"{self.path}: frames {index} to {self.count - 1} failed to decode "
                               f"(the file announces {self.count} frames)")
 
@@ -133,3 +198,29 @@ def atomic_video(path, fps):
             yield writer
         finally:
             writer.release()
+
+
+class LiveWindow:
+    """An OpenCV window showing frames as they are written; `show(frame)` is False once the user
+    pressed q or Esc or closed the window. Refused (VideoError) where no display or no GUI exists,
+    before anything is read or written."""
+    QUIT_KEYS = frozenset({ord("q"), 27})
+
+    def __init__(self, title):
+        if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+            raise VideoError("--show needs a display (neither DISPLAY nor WAYLAND_DISPLAY is set); "
+                             "leave it out to run headless")
+        try:
+            cv2.namedWindow(title, cv2.WINDOW_NORMAL)
+        except cv2.error:
+            raise VideoError("--show needs an OpenCV build with a GUI (`pip install opencv-python`; "
+                             "opencv-python-headless has none); leave it out to run headless") from None
+        self.title = title
+
+    def show(self, frame):
+        cv2.imshow(self.title, frame)
+        key = cv2.waitKey(1) & 0xFF
+        return key not in self.QUIT_KEYS and cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) >= 1
+
+    def close(self):
+        cv2.destroyWindow(self.title)

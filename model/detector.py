@@ -13,6 +13,7 @@ from lib.anchors import MODULE_NAMES
 from lib.blob import compute_scale, prep_image
 from lib.postprocess import SCORE_THRESH, PostProcess
 from lib.utils.device import default_device
+from lib.utils.iteration import batched
 
 from .precision import autocast, check_precision
 from .weights.loading import load_network
@@ -140,25 +141,13 @@ class Detector:
                 inputs[i][level] = (one, levels[i][level][0], blob_hw)
         return [self.post(image_inputs).cpu().numpy() for image_inputs in inputs]
 
+    __call__ = detect
+
     def detect_stream(self, images, batch_size=1):
         """Yield (image, detections) for each image of the iterable `images`, in order, taking
         `batch_size` images at a time from it into one `detect` call."""
         for batch in batched(images, batch_size):
             yield from zip(batch, self.detect(batch))
-
-
-def batched(iterable, size):
-    """Lists of `size` consecutive items of `iterable` (the last one may be shorter)."""
-    if size < 1:
-        raise ValueError(f"batch size must be at least 1, got {size}")
-    batch = []
-    for item in iterable:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def build_detector(model_path, cfg, device=None, precision="fp32", score_thresh=SCORE_THRESH, backend=None):

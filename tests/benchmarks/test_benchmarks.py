@@ -34,6 +34,8 @@ SMOKE_RUNS = {
     "evaluation": ([], [r"^images 20, detections 760$",
                         rf"^ground truth {F} s, reading {F} s, evaluation {F} s, total {F} s$",
                         rf"^easy {F}  medium {F}  hard {F}$"]),
+    "anonymize": ([], [rf"^pixelate  ellipse +{F}$",
+                       rf"^outputs of one frame \(drawn \+ blurred \.mp4, text, JSON\): {F} ms$"]),
 }
 
 

@@ -1,11 +1,14 @@
 """Frames from videos and image sequences, atomic video/folder writing, and test.py --video."""
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
 
 from lib.config import get_config
 from lib.utils.atomic import atomic_folder
-from lib.video import FrameReader, VideoError, VideoWarning, atomic_video
+from lib.video import (FrameReader, VideoError, VideoWarning, atomic_video, image_tree, parse_source, public_url,
+                       source_name)
 from lib.visualize import format_detections
 from model.detector import Detector
 from test import main
@@ -136,3 +139,23 @@ def test_cli_truncated_video_keeps_the_decoded_frames_and_exits_1(random_checkpo
     assert f"frames {kept} to 7 failed to decode (the file announces 8 frames)" in err
     with FrameReader(out / "cut_ssh.mp4") as video:
         assert sum(1 for _ in video) == kept
+
+
+def test_sources_and_their_names(tmp_path):
+    assert parse_source("0") == 0 and parse_source("12") == 12
+    assert parse_source("rtsp://cam.local:554/live/stream1") == "rtsp://cam.local:554/live/stream1"
+    assert parse_source("clip.mp4") == Path("clip.mp4") and parse_source("frames/") == Path("frames")
+    assert public_url("rtsp://admin:pw@10.0.0.2:554/h264") == "rtsp://10.0.0.2:554/h264"
+    assert public_url("http://example.org/a.mjpg?x=1") == "http://example.org/a.mjpg?x=1"
+    assert [source_name(s) for s in (0, "rtsp://u:p@cam:554/live/front door.sdp", "http://10.0.0.2/",
+                                     Path("x/clip.mp4"), Path("frames"))] == [
+        "camera0", "front_door", "10_0_0_2", "clip", "frames"]
+
+
+def test_image_tree_walks_subfolders_but_not_hidden_ones_or_skip(tmp_path):
+    for name in ("b.png", "a/c.JPG", "a/d.txt", ".hidden/e.png", "out/f.png", "a/.g.png"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    assert [p.relative_to(tmp_path).as_posix() for p in image_tree(tmp_path, skip=tmp_path / "out")] == [
+        "a/c.JPG", "b.png"]
+    assert len(image_tree(tmp_path)) == 3

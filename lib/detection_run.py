@@ -1,0 +1,167 @@
+"""A detector run over images, or over the frames of a video file, frame folder, camera or stream:
+batching, detection on every Nth frame, a frame limit, a live window and a clean stop on Ctrl-C.
+
+`detector` is anything with `detect(list of images) -> list of (N, 5) detections` (model.detector.
+Detector); the outputs are lib.media_writers' writers. Failures of single images or frames are
+reported, collected as (key, message) and skipped, so the others still get their results.
+"""
+import sys
+import time
+from collections import Counter
+
+import numpy as np
+from tqdm import tqdm
+
+from .image_io import ImageError, read_image
+from .utils.iteration import batched
+from .media_writers import ImageWriter, VideoWriter
+from .video import FrameReader, LiveWindow, VideoError
+
+NO_DETECTIONS = np.zeros((0, 5), np.float32)
+
+
+def report_failure(failed, key, message):
+    """Warn about `key` now and keep it for the summary."""
+    print(f"warning: {message}; skipped", file=sys.stderr)
+    failed.append((key, message))
+
+
+def detect_each(detector, items, batch_size, failed):
+    """(key, image, detections) for each (key, image) of `items`, `batch_size` images per network pass.
+
+    A batch whose detection fails (e.g. out of GPU memory on a huge image) is reported, added to
+    `failed` and skipped.
+    """
+    for batch in batched(items, batch_size):
+        try:
+            results = detector.detect([image for _, image in batch])
+        except (RuntimeError, ValueError) as e:
+            for key, _ in batch:
+                report_failure(failed, key, f"detection failed: {str(e).strip().splitlines()[0]}")
+            continue
+        for (key, image), dets in zip(batch, results):
+            yield key, image, dets
+
+
+def detect_frames(detector, frames, batch_size, every, failed):
+    """(index, frame, detections, detected) for each (index, frame) of `frames`, in order.
+
+    The detector runs on every `every`-th frame read (`batch_size` of those per pass); the frames
+    between reuse the detections of the last frame detected on (`detected` False). A frame that is
+    not detected on leaves at once unless a frame before it awaits its batch, so a live window
+    lags by no more than one batch.
+    """
+    last = NO_DETECTIONS
+    pending, due = [], 0
+
+    def flush():
+        nonlocal last
+        picked = [(index, frame) for index, frame, is_due in pending if is_due]
+        results = {index: dets for index, _, dets in detect_each(detector, picked, max(1, len(picked)), failed)}
+        for index, frame, is_due in pending:
+            if is_due and index not in results:
+                continue  # its detection failed: reported, and the frame is left out
+            if is_due:
+                last = results[index]
+            yield index, frame, last, is_due
+        pending.clear()
+
+    for position, (index, frame) in enumerate(frames):
+        is_due = position % every == 0
+        pending.append((index, frame, is_due))
+        due += is_due
+        if due == batch_size or due == 0:
+            yield from flush()
+            due = 0
+    yield from flush()
+
+
+def output_stems(paths):
+    """Output name stem of each input path, unique in the run (case-insensitively).
+
+    An image keeps its stem unless another input has the same one (a.jpg and a.png give a_jpg and
+    a_png); names that still collide (one name in two folders) get _2, _3, ... in input order.
+    """
+    shared = Counter(p.stem.casefold() for p in paths)
+    stems = [f"{p.stem}_{p.suffix.lstrip('.')}" if shared[p.stem.casefold()] > 1 else p.stem for p in paths]
+    seen = Counter()
+    unique = []
+    for stem in stems:
+        seen[stem.casefold()] += 1
+        unique.append(stem if seen[stem.casefold()] == 1 else f"{stem}_{seen[stem.casefold()]}")
+    return unique
+
+
+def run_images(detector, images, opts, batch_size, failed):
+    """Detect on `images`, a list of (path, name in WIDER files), writing the outputs of `opts`.
+
+    Unreadable images are reported and skipped. Returns (images done, interrupted): Ctrl-C stops
+    the run between two writes, so every file written is complete.
+    """
+    paths = [path for path, _ in images]
+    writer = ImageWriter(opts, paths)
+
+    def readable():
+        for (path, rel), name in zip(images, output_stems(paths)):
+            try:
+                yield (path, name, rel), read_image(path)
+            except ImageError as e:
+                report_failure(failed, path, str(e))
+
+    start = last = time.perf_counter()
+    done, interrupted = 0, False
+    try:
+        for (path, name, rel), image, dets in detect_each(detector, readable(), batch_size, failed):
+            kept = writer.write(path, name, rel, image, dets)
+            now = time.perf_counter()
+            timing = f" in {now - last:.2f} s" if batch_size == 1 else ""
+            print(f"{path}: {len(kept)} faces (score >= {opts.thresh}){timing} -> {opts.out / name}_ssh.*")
+            last = now
+            done += 1
+    except KeyboardInterrupt:
+        interrupted = True
+        print(f"\nstopped by Ctrl-C after {done} images; everything written so far is kept", file=sys.stderr)
+    seconds = time.perf_counter() - start
+    print(f"{done} of {len(images)} images in {seconds:.2f} s ({done / max(seconds, 1e-9):.2f} images/s, "
+          f"batch size {batch_size})")
+    return done, interrupted
+
+
+def limited(frames, max_frames):
+    """The first `max_frames` items of `frames` (all of them when None)."""
+    for count, item in enumerate(frames):
+        if max_frames is not None and count >= max_frames:
+            return
+        yield item
+
+
+def run_video(detector, source, opts, batch_size=1, every=1, max_frames=None, show=False, failed=None):
+    """Detect on the frames of `source` (lib.video.FrameReader's sources), writing the outputs of
+    `opts`. Returns (frames written, frames announced or 0, interrupted): after Ctrl-C (or the
+    window's q / Esc) the outputs hold every frame written so far, complete and playable."""
+    failed = [] if failed is None else failed
+    window = LiveWindow(f"SSH: {source}") if show else None
+    count, interrupted = 0, False
+    try:
+        with FrameReader(source) as reader, VideoWriter(opts, reader.name, reader.path, reader.fps,
+                                                         [] if reader.live else [reader.path]) as writer:
+            total = min(reader.count, max_frames) if reader.count and max_frames else reader.count or max_frames
+            stream = detect_frames(detector, limited(reader, max_frames), batch_size, every, failed)
+            try:
+                for index, frame, dets, detected in tqdm(stream, total=total or None, unit="frame", desc=reader.name):
+                    shown = writer.write(index, frame, dets, detected)
+                    count += 1
+                    if window is not None and not window.show(shown if shown is not None else frame):
+                        break
+            except KeyboardInterrupt:
+                interrupted = True
+                print(f"\nstopped by Ctrl-C after {count} frames; everything written so far is kept", file=sys.stderr)
+            failed += reader.failed
+            if count == 0:
+                raise VideoError(f"{reader.path}: stopped before any frame was written" if interrupted
+                                 else f"{reader.path}: no frame could be decoded and detected")
+    finally:
+        if window is not None:
+            window.close()
+    print(f"{reader.path}: {count} frames -> {opts.out / reader.name}_*")
+    return count, reader.count, interrupted

@@ -1,0 +1,128 @@
+"""test.py's outputs besides the drawn pictures: JSON, crops, WIDER prediction files for any folder,
+anonymised pictures, and originals that are never overwritten."""
+import cv2
+import numpy as np
+import pytest
+
+from lib.anonymize import mask_boxes
+from lib.config import get_config
+from lib.evaluation.wider_txt import format_detections as wider_format
+from lib.outputs import crop_region, read_detections_json
+from model.detector import Detector
+from test import main
+
+SMALL = ["--set", "TEST.SCALES", "[64]", "--set", "TEST.MAX_SIZE", "96", "--device", "cpu"]
+
+
+def noise(shape, seed):
+    return np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    """A folder with a photo, a subfolder with two more (one a PNG), and a hidden folder."""
+    root = tmp_path_factory.mktemp("photos")
+    (root / "event").mkdir()
+    (root / ".cache").mkdir()
+    cv2.imwrite(str(root / "a.png"), noise((60, 80, 3), 1))
+    cv2.imwrite(str(root / "event" / "b.png"), noise((64, 96, 3), 2))
+    cv2.imwrite(str(root / "event" / "c.jpg"), noise((50, 70, 3), 3))
+    cv2.imwrite(str(root / ".cache" / "skip.png"), noise((50, 70, 3), 4))
+    return root
+
+
+def reference(net, path):
+    cfg = get_config()
+    cfg.TEST.update(SCALES=[64], MAX_SIZE=96)
+    return Detector.from_config(net, cfg).detect(cv2.imread(str(path)))
+
+
+def test_json_crops_and_wider_files_of_a_folder_tree(random_checkpoint, photos, tmp_path):
+    net, pth = random_checkpoint
+    out = tmp_path / "out"
+    assert main(["--dir", str(photos), "--model", str(pth), "--out", str(out), "--thresh", "0.3", "--save-json",
+                 "--save-crops", "--crop-margin", "0.25", "--save-wider"] + SMALL) == 0
+    entries = read_detections_json(out / "detections.json")
+    assert [e["path"] for e in entries] == [str(photos / n) for n in ("a.png", "event/b.png", "event/c.jpg")]
+    for entry in entries:
+        path = photos / entry["path"]
+        image = cv2.imread(str(path))
+        ref = reference(net, path)
+        kept = ref[ref[:, 4] >= 0.3]
+        assert (entry["height"], entry["width"]) == image.shape[:2] and len(kept) > 0
+        np.testing.assert_allclose(entry["dets"][:, :4], kept[:, :4], atol=0.051)
+        np.testing.assert_allclose(entry["dets"][:, 4], kept[:, 4], rtol=1e-5)
+        for k, (crop, box) in enumerate(zip(entry["crops"], kept)):
+            x1, y1, x2, y2 = crop_region(box, 0.25, image.shape[:2])
+            assert crop.startswith(f"crops/{path.stem}_{k:03d}_") and crop.endswith(".jpg")
+            jpeg = cv2.imdecode(cv2.imencode(".jpg", image[y1:y2, x1:x2])[1], cv2.IMREAD_COLOR)
+            np.testing.assert_array_equal(cv2.imread(str(out / crop)), jpeg)  # the JPEG of those very pixels
+        # the official per-image file, every detection above the official floor, whatever --thresh
+        rel = path.relative_to(photos).as_posix()
+        text = (out / "wider" / rel).with_suffix(".txt").read_text()
+        assert text.splitlines()[:2] == [rel, str(len(ref))]
+        want = np.loadtxt(wider_format(rel, ref).splitlines()[2:], ndmin=2)
+        np.testing.assert_allclose(np.loadtxt(text.splitlines()[2:], ndmin=2), want, atol=1e-5, rtol=1e-5)
+    assert not (out / "wider" / ".cache").exists() and len(list((out / "crops").iterdir())) == sum(
+        len(e["dets"]) for e in entries)
+
+
+def test_anonymised_pictures_change_the_masks_and_nothing_else(random_checkpoint, photos, tmp_path):
+    net, pth = random_checkpoint
+    out = tmp_path / "out"
+    image = cv2.imread(str(photos / "a.png"))
+    ref = reference(net, photos / "a.png")
+    thresh = (ref[1, 4] + ref[2, 4]) / 2  # the two best boxes of the random network (large ones)
+    assert main(["--image", str(photos / "a.png"), "--model", str(pth), "--out", str(out), "--thresh", str(thresh),
+                 "--anonymize", "solid", "--mask-shape", "box", "--mask-scale", "0.5"] + SMALL) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["a_anonymized.png", "a_ssh.txt"]  # no drawn picture
+    inside = np.zeros(image.shape[:2], bool)
+    for x1, y1, x2, y2 in mask_boxes(ref[:2], 0.5, image.shape[:2]):
+        inside[y1:y2, x1:x2] = True
+    assert 0 < inside.mean() < 0.9
+    got = cv2.imread(str(out / "a_anonymized.png"))
+    assert (got[inside] == 0).all()
+    np.testing.assert_array_equal(got[~inside], image[~inside])
+
+
+def test_anonymize_with_draw_writes_both(random_checkpoint, photos, tmp_path):
+    _, pth = random_checkpoint
+    out = tmp_path / "out"
+    assert main(["--image", str(photos / "event" / "c.jpg"), "--model", str(pth), "--out", str(out),
+                 "--anonymize", "pixelate", "--draw"] + SMALL) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["c_anonymized.jpg", "c_ssh.jpg", "c_ssh.txt"]
+
+
+def test_inputs_are_never_overwritten(random_checkpoint, tmp_path, capsys):
+    _, pth = random_checkpoint
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "p.png"), noise((60, 80, 3), 5))
+    cv2.imwrite(str(folder / "p_anonymized.png"), noise((60, 80, 3), 6))
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    code = main(["--dir", str(folder), "--out", str(folder), "--model", str(pth), "--anonymize", "blur"] + SMALL)
+    assert code == 2
+    assert "p_anonymized.png is an input of this run: refusing to overwrite it" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if p.name in before} == before
+
+
+def test_empty_folder_is_an_error_not_the_demo_photo(random_checkpoint, tmp_path, capsys):
+    _, pth = random_checkpoint
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    assert main(["--dir", str(tmp_path / "empty"), "--model", str(pth), "--out", str(tmp_path / "out")] + SMALL) == 2
+    assert "no image files" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--every", "2"], "apply to --video"),
+    (["--hold", "3", "--video", "x.mp4"], "--hold keeps masks of --anonymize"),
+    (["--video", "x.mp4", "--save-wider"], "--save-wider writes one file per image"),
+    (["--every", "0", "--video", "x.mp4"], "must be greater than 0"),
+    (["--crop-margin", "-1"], "must be 0 or more"),
+    (["--anonymize", "smudge"], "invalid choice"),
+])
+def test_option_errors(args, message, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    assert e.value.code == 2 and message in capsys.readouterr().err
