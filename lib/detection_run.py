@@ -5,9 +5,12 @@ batching, detection on every Nth frame, a frame limit, a live window and a clean
 Detector); the outputs are lib.media_writers' writers. Failures of single images or frames are
 reported, collected as (key, message) and skipped, so the others still get their results.
 """
+import signal
 import sys
+import threading
 import time
 from collections import Counter
+from contextlib import contextmanager
 
 import numpy as np
 from tqdm import tqdm
@@ -24,6 +27,23 @@ def report_failure(failed, key, message):
     """Warn about `key` now and keep it for the summary."""
     print(f"warning: {message}; skipped", file=sys.stderr)
     failed.append((key, message))
+
+
+@contextmanager
+def uninterrupted():
+    """Ctrl-C inside the block takes effect when it ends (as KeyboardInterrupt), so the outputs of an
+    image or frame are written all or not at all. A no-op outside the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
 
 
 def detect_each(detector, items, batch_size, failed):
@@ -112,12 +132,13 @@ def run_images(detector, images, opts, batch_size, failed):
     done, interrupted = 0, False
     try:
         for (path, name, rel), image, dets in detect_each(detector, readable(), batch_size, failed):
-            kept = writer.write(path, name, rel, image, dets)
+            with uninterrupted():
+                kept = writer.write(path, name, rel, image, dets)
+                done += 1
             now = time.perf_counter()
             timing = f" in {now - last:.2f} s" if batch_size == 1 else ""
             print(f"{path}: {len(kept)} faces (score >= {opts.thresh}){timing} -> {opts.out / name}_ssh.*")
             last = now
-            done += 1
     except KeyboardInterrupt:
         interrupted = True
         print(f"\nstopped by Ctrl-C after {done} images; everything written so far is kept", file=sys.stderr)
@@ -149,8 +170,9 @@ def run_video(detector, source, opts, batch_size=1, every=1, max_frames=None, sh
             stream = detect_frames(detector, limited(reader, max_frames), batch_size, every, failed)
             try:
                 for index, frame, dets, detected in tqdm(stream, total=total or None, unit="frame", desc=reader.name):
-                    shown = writer.write(index, frame, dets, detected)
-                    count += 1
+                    with uninterrupted():
+                        shown = writer.write(index, frame, dets, detected)
+                        count += 1
                     if window is not None and not window.show(shown if shown is not None else frame):
                         break
             except KeyboardInterrupt:

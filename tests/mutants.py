@@ -66,6 +66,10 @@ T_EXACT = "tests/model/test_ssh_exact.py::test_heads_match_opencv_caffe"
 T_NMS = "tests/lib/test_nms.py"
 T_EVAL = "tests/lib/evaluation/test_evaluation.py"
 T_QUANT = "tests/model/deploy/test_quantize.py"
+T_ANON = "tests/lib/test_anonymize.py"
+T_OUTPUTS = "tests/scripts/test_test_py_outputs.py"
+T_LIVE = "tests/scripts/test_test_py_live.py"
+T_DOWNLOAD = "tests/lib/test_download.py"
 
 MUTATIONS = (
     # --- boxes, anchors, proposals (lib/bbox.py, lib/anchors.py, lib/proposals.py) ---------------
@@ -412,6 +416,28 @@ MUTATIONS = (
     _m("caffemodel-float-first", "float data preferred over double_data (Caffe prefers double)",
        "model/weights/caffemodel.py", "values = chunks[8] or chunks[5]", "values = chunks[5] or chunks[8]",
        "tests/model/weights/test_caffemodel.py"),
+    _m("mask-one-pixel-short", "anonymisation masks end one pixel before the box's inclusive corner",
+       "lib/anonymize.py", "np.floor(centre + half - 1) + 1", "np.floor(centre + half - 1)",
+       T_ANON, f"{T_OUTPUTS}::test_anonymised_pictures_change_the_masks_and_nothing_else"),
+    _m("hold-one-frame-short", "--hold K keeps a missed face masked for K - 1 frames",
+       "lib/anonymize.py", "frame - self._seen <= self.hold", "frame - self._seen < self.hold",
+       T_ANON, f"{T_LIVE}::test_hold_keeps_a_missed_face_masked"),
+    _m("hold-no-matching", "a face detected again is masked twice (its remembered box kept beside the new one)",
+       "lib/anonymize.py", "same = (iou >= self.iou).any(1).numpy()", "same = (iou > 2).any(1).numpy()", T_ANON),
+    _m("crop-margin-half", "--crop-margin M grows a crop by M/2 of the box on each side",
+       "lib/outputs.py", "scaled_rects(dets, 1 + 2 * margin)", "scaled_rects(dets, 1 + margin)",
+       "tests/lib/test_outputs.py", f"{T_OUTPUTS}::test_json_crops_and_wider_files_of_a_folder_tree"),
+    _m("wider-files-thresholded", "--save-wider writes only the detections above --thresh, not all above 0.05",
+       "lib/media_writers.py", "write_image_detections(o.wider, rel, dets)", "write_image_detections(o.wider, rel, kept)",
+       f"{T_OUTPUTS}::test_json_crops_and_wider_files_of_a_folder_tree"),
+    _m("every-shifted", "--every N detects on frames 1, N + 1, ... (frame 0 reuses nothing)",
+       "lib/detection_run.py", "is_due = position % every == 0", "is_due = position % every == 1",
+       "tests/lib/test_detection_run.py"),
+    _m("short-body-complete", "a download cut short of its Content-Length is taken as complete",
+       "lib/utils/download.py", "if total is not None and have < total:", "if total is not None and have < 0:",
+       T_DOWNLOAD),
+    _m("integrity-size-unchecked", "a weight file of another size than its record passes the size check",
+       "lib/utils/integrity.py", "if size != record[\"size\"]:", "if False:", "tests/lib/test_integrity.py"),
 )
 
 

@@ -245,3 +245,37 @@ class socket_closed:
 
     def __exit__(self, *exc):
         return False
+
+
+def test_real_sigint_mid_run_leaves_valid_outputs(random_checkpoint, tmp_path):
+    """A real Ctrl-C (SIGINT to the process, landing wherever it is) once the video is being written."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from shared import ROOT
+
+    _, pth = random_checkpoint
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for k in range(400):
+        cv2.imwrite(str(frames / f"{k:03d}.png"), camera_frame(k % 256))
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "test.py", "--video", str(frames), "--model", str(pth), "--out", str(out),
+                             "--save-json", "--device", "cpu", "--set", "TEST.SCALES", "[64]", "--set",
+                             "TEST.MAX_SIZE", "96"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out.is_dir() and any(TEMP_MARKER in p.name and p.suffix == ".mp4" for p in out.iterdir())):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == test_script.INTERRUPTED, err
+    written = int(err.split("stopped by Ctrl-C after ")[1].split()[0])
+    assert 0 < written < 400
+    assert len(face_brightness(out / "frames_ssh.mp4")) == written
+    assert len(list((out / "frames_ssh").iterdir())) == written
+    assert [e["frame"] for e in read_detections_json(out / "detections.json")] == list(range(written))
+    assert no_temps(out)
