@@ -6,10 +6,14 @@ import pytest
 
 from lib.anonymize import mask_boxes
 from lib.config import get_config
+from lib.evaluation.run import run_detection, val_images
 from lib.evaluation.wider_txt import format_detections as wider_format
 from lib.outputs import crop_region, read_detections_json
 from model.detector import Detector
+from shared import DATA, needs_shared
 from test import main
+
+MINI = DATA / "mini_wider"
 
 SMALL = ["--set", "TEST.SCALES", "[64]", "--set", "TEST.MAX_SIZE", "96", "--device", "cpu"]
 
@@ -126,3 +130,23 @@ def test_option_errors(args, message, capsys):
     with pytest.raises(SystemExit) as e:
         main(args)
     assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+@needs_shared(MINI)
+def test_wider_files_of_a_folder_equal_eval_pys(random_checkpoint, tmp_path):
+    """--save-wider over the mini WIDER val images writes, byte for byte, the files eval.py's detection
+    loop writes for them (the files the official evaluation reads)."""
+    net, pth = random_checkpoint
+    names, root = val_images(MINI)
+    cfg = get_config()
+    cfg.TEST.update(SCALES=[64], MAX_SIZE=96)
+    run_detection(Detector.from_config(net, cfg), names, root, tmp_path / "eval", tmp_path / "cache", {"k": 1},
+                  progress=False)
+    out = tmp_path / "out"
+    assert main(["--dir", str(root), "--model", str(pth), "--out", str(out), "--save-wider", str(tmp_path / "test")]
+                + SMALL) == 0
+    eval_files = sorted(p.relative_to(tmp_path / "eval") for p in (tmp_path / "eval").rglob("*.txt"))
+    assert len(eval_files) == 17
+    assert sorted(p.relative_to(tmp_path / "test") for p in (tmp_path / "test").rglob("*.txt")) == eval_files
+    for rel in eval_files:
+        assert (tmp_path / "test" / rel).read_bytes() == (tmp_path / "eval" / rel).read_bytes(), rel
