@@ -26,7 +26,7 @@ from lib.media_writers import OutputOptions
 from lib.outputs import DetectionsJson
 from lib.utils.cli import one_line_warnings
 from lib.utils.device import parse_device
-from lib.video import IMAGE_SUFFIXES, VideoError, image_tree, parse_source
+from lib.video import IMAGE_SUFFIXES, VideoError, check_display, image_tree, parse_source
 from model.detector import build_detector
 from model.precision import PRECISIONS
 from model.weights.loading import BACKENDS, load_network
@@ -224,6 +224,8 @@ def main(argv=None):
         layout = data_layout(cfg.DATA_DIR)
         args.model = args.model or (layout.ssh_int8_model if args.precision == "int8" else layout.ssh_model)
         device = parse_device(args.device or ("cpu" if args.precision == "int8" else None))
+        if args.show:
+            check_display()  # before the model loads
         if args.export_onnx:
             export(args)
             return 0

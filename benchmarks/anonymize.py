@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from lib.anonymize import METHODS, SHAPES, anonymize
-from lib.media_writers import OutputOptions, VideoWriter
+from lib.media_writers import OutputOptions, VideoOutputs
 from lib.outputs import DetectionsJson
 
 from .utils import Timing, benchmark_parser, hw, parse_args, seconds
@@ -49,7 +49,7 @@ def main(argv=None):
         out = Path(tmp)
         with DetectionsJson(out / "detections.json", "model", "fp32", 0.5, flush_every=None) as json:
             opts = OutputOptions(out=out, anonymize="blur", json=json)
-            with VideoWriter(opts, "clip", "clip.mp4", 25.0, []) as writer:
+            with VideoOutputs(opts, "clip", "clip.mp4", 25.0, []) as writer:
                 times = [seconds(lambda: writer.write(k, frame, dets, True)) for k in range(args.repeats)]
     print(f"outputs of one frame (drawn + blurred .mp4, text, JSON): {Timing.of(times).median * 1e3:.2f} ms")
 

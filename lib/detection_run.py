@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from .image_io import ImageError, read_image
 from .utils.iteration import batched
-from .media_writers import ImageWriter, VideoWriter
+from .media_writers import ImageOutputs, VideoOutputs
 from .video import FrameReader, LiveWindow, VideoError
 
 NO_DETECTIONS = np.zeros((0, 5), np.float32)
@@ -119,7 +119,7 @@ def run_images(detector, images, opts, batch_size, failed):
     the run between two writes, so every file written is complete.
     """
     paths = [path for path, _ in images]
-    writer = ImageWriter(opts, paths)
+    writer = ImageOutputs(opts, paths)
 
     def readable():
         for (path, rel), name in zip(images, output_stems(paths)):
@@ -164,7 +164,7 @@ def run_video(detector, source, opts, batch_size=1, every=1, max_frames=None, sh
     window = LiveWindow(f"SSH: {source}") if show else None
     count, interrupted = 0, False
     try:
-        with FrameReader(source) as reader, VideoWriter(opts, reader.name, reader.path, reader.fps,
+        with FrameReader(source) as reader, VideoOutputs(opts, reader.name, reader.path, reader.fps,
                                                          [] if reader.live else [reader.path]) as writer:
             total = min(reader.count, max_frames) if reader.count and max_frames else reader.count or max_frames
             stream = detect_frames(detector, limited(reader, max_frames), batch_size, every, failed)

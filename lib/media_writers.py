@@ -57,7 +57,7 @@ class Inputs:
         return path
 
 
-class ImageWriter:
+class ImageOutputs:
     """Writes the outputs of `opts` for one image at a time."""
 
     def __init__(self, opts, inputs):
@@ -92,7 +92,7 @@ def fit_frame(frame, boxes, size):
     return cv2.resize(frame, size[::-1], interpolation=cv2.INTER_AREA), boxes * scale[:boxes.shape[1]]
 
 
-class VideoWriter:
+class VideoOutputs:
     """Writes the outputs of `opts` for the frames of one video or stream named `name`; a context
     manager whose files appear when it closes, also after Ctrl-C (an error removes them)."""
 

@@ -200,6 +200,14 @@ def atomic_video(path, fps):
             writer.release()
 
 
+def check_display():
+    """Raise VideoError where no display exists to show a window on (Linux without DISPLAY or
+    WAYLAND_DISPLAY), before a GUI toolkit would abort the process trying."""
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        raise VideoError("--show needs a display (neither DISPLAY nor WAYLAND_DISPLAY is set); "
+                         "leave it out to run headless")
+
+
 class LiveWindow:
     """An OpenCV window showing frames as they are written; `show(frame)` is False once the user
     pressed q or Esc or closed the window. Refused (VideoError) where no display or no GUI exists,
@@ -207,9 +215,7 @@ class LiveWindow:
     QUIT_KEYS = frozenset({ord("q"), 27})
 
     def __init__(self, title):
-        if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-            raise VideoError("--show needs a display (neither DISPLAY nor WAYLAND_DISPLAY is set); "
-                             "leave it out to run headless")
+        check_display()
         try:
             cv2.namedWindow(title, cv2.WINDOW_NORMAL)
         except cv2.error:
