@@ -164,6 +164,13 @@ def test_show_refused_without_display_or_gui(camera, monkeypatch, tmp_path, caps
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     assert main(["--video", "0", "--show", "--out", str(tmp_path / "out")]) == 2
     assert "--show needs a display" in capsys.readouterr().err
+    monkeypatch.undo()  # the real build_detector: the display is checked before the model loads
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    assert main(["--video", "0", "--show", "--model", str(tmp_path / "absent.pth")]) == 2
+    assert "--show needs a display" in capsys.readouterr().err
+    scripted(monkeypatch, ScriptedDetector())
+    monkeypatch.setattr(lib.video.cv2, "VideoCapture", FakeCamera)
 
     def no_gui(*args):
         raise cv2.error("The function is not implemented")
