@@ -1,5 +1,6 @@
-"""Shared fixtures: the device tests run on (SSH_TEST_DEVICE=cuda in `make gpu-check`); the
-../shared checks (tests/shared.py): skipped loudly without it, failed under SSH_REQUIRE_SHARED=1."""
+"""Shared fixtures: the device tests run on (SSH_TEST_DEVICE=cuda in `make gpu-check`), the backoff
+waits of downloads; the ../shared checks (tests/shared.py): skipped loudly without it, failed under
+SSH_REQUIRE_SHARED=1."""
 import os
 
 import pytest
@@ -49,3 +50,13 @@ def random_checkpoint(tmp_path_factory):
     pth = tmp_path_factory.mktemp("checkpoint") / "ssh.pth"
     torch.save(net.state_dict(), pth)
     return net, pth
+
+
+@pytest.fixture
+def sleeps(monkeypatch):
+    """The backoff waits of lib/utils/download.py, recorded instead of slept."""
+    from lib.utils import download
+
+    waits = []
+    monkeypatch.setattr(download.time, "sleep", waits.append)
+    return waits

@@ -7,7 +7,6 @@ import os
 import pytest
 
 from http_server import FileServer, Route
-from lib.utils import download as dl
 from lib.utils.download import DownloadError, download, fetch_archive, part_path, unpack, unpack_file
 from weights_fixtures import tar_gz
 
@@ -20,14 +19,6 @@ SHA = hashlib.sha256(BODY).hexdigest()
 def server():
     with FileServer() as server:
         yield server
-
-
-@pytest.fixture
-def sleeps(monkeypatch):
-    """The backoff waits, recorded instead of slept."""
-    waits = []
-    monkeypatch.setattr(dl.time, "sleep", waits.append)
-    return waits
 
 
 def ranges(server, path="/f"):

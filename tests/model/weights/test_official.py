@@ -40,13 +40,6 @@ def server(archive):
         yield server
 
 
-@pytest.fixture
-def sleeps(monkeypatch):
-    waits = []
-    monkeypatch.setattr(dl.time, "sleep", waits.append)
-    return waits
-
-
 def assert_same_weights(a, b):
     for (name, x), y in zip(a.state_dict().items(), b.state_dict().values()):
         assert torch.equal(x, y), name
