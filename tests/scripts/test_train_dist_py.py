@@ -29,6 +29,7 @@ import train_dist
 from lib.train_log import read_metrics
 from lib.utils.distributed import (Launch, all_reduce_mean, broadcast_module, failure_message, launch_from, lost_ranks,
                                    max_over_ranks, pick_device, split_iter_size)
+from rounding import assert_normwise_close, relative_l2, summation_rtol
 from shared import ROOT as REPO
 
 # 64-pixel blobs, 4 images per SGD step, one log line per step.
@@ -94,6 +95,27 @@ def error_line(err):
 
 # --- exactness, resume, rank-0 outputs ---------------------------------------------------------------
 
+# Runs on other process counts sum each step's gradients in another order. Every gradient element is a
+# float32 sum over at most the step's blob pixels (4 images x 64 x 80 at conv1's resolution), so one
+# step's results differ by at most gamma_n of their magnitude, normwise (tests/rounding.py): 2.4e-3.
+# Measured with the AVX2 and AVX-512 kernels: 1.1e-5 after 3 steps, 1.5e-4 after 10 (earlier steps'
+# differences grow through later ones); a wrong image changes every history by > 9 % in one step.
+STEP_RTOL = summation_rtol(4 * 64 * 80)
+
+
+def histories(snapshot):
+    """{parameter index: momentum history} of a snapshot."""
+    return {i: s["history"] for i, s in snapshot["optimizer"]["state"].items()}
+
+
+def assert_same_steps(actual, expected, steps, before):
+    """Snapshots of the same training steps up to the rounding of the gradient sums: momentum histories
+    within STEP_RTOL; weights within STEP_RTOL of the `steps` updates that made them, measured by the
+    updates since `before`, a snapshot of `expected`'s run (each update is lr x history)."""
+    assert_normwise_close(histories(actual), histories(expected), STEP_RTOL, "momentum history")
+    update = {k: (expected["model"][k] - before["model"][k]) * steps for k in expected["model"]}
+    assert_normwise_close(actual["model"], expected["model"], STEP_RTOL, "weights", scale=update)
+
 def test_two_ranks_match_one_process_and_resume(wider, tmp_path):
     """2 ranks x 2 images == 1 process x 4 images after 3 steps (one across an epoch boundary).
 
@@ -117,19 +139,17 @@ def test_two_ranks_match_one_process_and_resume(wider, tmp_path):
 
     a = torch.load(single / "SSH_iter_3.pth", weights_only=True)
     b = torch.load(multi / "SSH_iter_3.pth", weights_only=True)
-    for k in a["model"]:
-        torch.testing.assert_close(b["model"][k], a["model"][k], rtol=1e-5, atol=1e-7)
-    for s, t in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
-        torch.testing.assert_close(t["history"], s["history"], rtol=1e-4, atol=1e-9)
+    before = torch.load(single / "SSH_iter_2.pth", weights_only=True)
+    assert_same_steps(b, a, 3, before)
     # The tolerance is far below what one step changes: a wrong image or order would show.
-    before = torch.load(single / "SSH_iter_2.pth", weights_only=True)["model"]
-    assert max((a["model"][k] - before[k]).abs().max().item() for k in before) > 1e-3
+    changes = [relative_l2(h, g) for h, g in zip(histories(before).values(), histories(a).values()) if g.any()]
+    assert len(changes) > 20 and min(changes) > 20 * STEP_RTOL  # every trained tensor
     assert b["extra"]["consumed"] == a["extra"]["consumed"] == 12 and b["extra"]["world_size"] == 2
 
     single_losses, multi_losses = read_metrics(single / "metrics.jsonl"), read_metrics(multi / "metrics.jsonl")
     assert [r["iteration"] for r in multi_losses] == [1, 2, 3]  # rank 0 alone writes metrics
     for r, s in zip(multi_losses, single_losses):
-        assert r["loss"] == pytest.approx(s["loss"], rel=1e-5)
+        assert r["loss"] == pytest.approx(s["loss"], rel=STEP_RTOL)
 
     log = read(tmp_path / "logs1" / "rank0.out")
     assert "on 2 processes (gloo, rank 0 on cpu): 2 x 2 = 4 images per SGD step (TRAIN.ITER_SIZE 4)" in log
@@ -481,16 +501,13 @@ def test_a_restart_on_one_process_keeps_the_images_per_step_and_continues(wider,
     stdout = read(tmp_path / "one" / "stdout")
     assert f"--resume auto: continuing from {out / f'SSH_iter_{saved}.pth'}," in stdout
     assert "1 x 4 = 4 images per SGD step (TRAIN.ITER_SIZE 4)" in stdout
-    a, b = _final(out), _final(unbroken)
-    for k in a["model"]:
-        torch.testing.assert_close(a["model"][k], b["model"][k], rtol=1e-5, atol=1e-7)
-    for s, t in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values(), strict=True):
-        torch.testing.assert_close(s["history"], t["history"], rtol=1e-4, atol=1e-9)
+    before = torch.load(unbroken / f"SSH_iter_{ELASTIC_ITERS - 2}.pth", weights_only=True)
+    assert_same_steps(_final(out), _final(unbroken), ELASTIC_ITERS / 2, before)
     steps, reference = _steps(out), _steps(unbroken)
     assert [r["iteration"] for r in steps] == list(range(1, ELASTIC_ITERS + 1))
     assert steps[:saved] == reference[:saved]  # written by the 2-process leg
     for r, s in zip(steps[saved:], reference[saved:], strict=True):
-        assert r["loss"] == pytest.approx(s["loss"], rel=1e-5)
+        assert r["loss"] == pytest.approx(s["loss"], rel=STEP_RTOL)
 
 
 # --- the helpers ---------------------------------------------------------------------------------------
