@@ -65,6 +65,14 @@ def not_negative(kind):
     return parse
 
 
+def probability(text):
+    """argparse type: a score threshold, a number from 0 to 1 (NaN is none)."""
+    value = float(text)
+    if not 0 <= value <= 1:  # also False for NaN
+        raise argparse.ArgumentTypeError(f"must be a score from 0 to 1, got {text}")
+    return value
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(description="Detect faces with SSH.")
     inputs = parser.add_argument_group("inputs")
@@ -96,7 +104,7 @@ def parse_args(argv):
                             "(blob and scale -> detections) and exit")
     outputs = parser.add_argument_group("outputs")
     outputs.add_argument("--out", type=Path, default=Path("output/detections"), help="output folder")
-    outputs.add_argument("--thresh", type=float, default=0.5,
+    outputs.add_argument("--thresh", type=probability, default=0.5,
                          help="score threshold of the faces drawn, masked, cropped and listed")
     outputs.add_argument("--save-json", nargs="?", type=Path, const=True, metavar="PATH",
                          help="one JSON file of every image's detections (default PATH: <out>/detections.json)")
@@ -174,6 +182,15 @@ def export_detector(args, cfg):
     print(f"{args.model} -> {path} (ONNX, 1 x 3 x height x width blob and scale -> N x 5 detections)")
 
 
+def summarize_unmasked(unmasked, outputs):
+    """Name the anonymised outputs (of `outputs` written) in which no face was masked."""
+    if unmasked:
+        print(f"warning: {len(unmasked)} of {outputs} anonymised outputs mask no face (nothing scored >= --thresh); "
+              "check them before publishing:", file=sys.stderr)
+        for _, message in unmasked:
+            print(f"  {message}", file=sys.stderr)
+
+
 def summarize(failed, done, total, what):
     """Print what failed; the exit code: 0, or SOME_FAILED when anything did."""
     if not failed:
@@ -197,17 +214,19 @@ def detect(args, detector):
     """Run the detector over the inputs of `args`, writing the outputs asked for; the exit code."""
     json_path = args.out / "detections.json" if args.save_json is True else args.save_json
     json = DetectionsJson(json_path, str(args.model), args.precision, args.thresh) if json_path else None
-    failed = []
+    failed, unmasked = [], []
     with json if json is not None else nullcontext():
         opts = output_options(args, json)
         if args.video is None:
             images = image_list(args)
-            done, interrupted = run_images(detector, images, opts, args.batch_size, failed)
+            done, interrupted = run_images(detector, images, opts, args.batch_size, failed, unmasked)
+            summarize_unmasked(unmasked, done)
             code = summarize(failed, done, len(images), "images")
         else:
             done, announced, interrupted = run_video(detector, args.video, opts, args.batch_size, args.every,
-                                                     args.max_frames, args.show, failed)
+                                                     args.max_frames, args.show, failed, unmasked)
             total = min(announced, args.max_frames or announced) if announced and not interrupted else 0
+            summarize_unmasked(unmasked, 1)
             code = summarize(failed, done, max(total, done + len(failed)), "frames")
     if json is not None:
         print(f"detections -> {json_path}")

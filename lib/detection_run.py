@@ -29,6 +29,14 @@ def report_failure(failed, key, message):
     failed.append((key, message))
 
 
+def report_unmasked(unmasked, key, what, thresh):
+    """Warn that the anonymised output of `key` masks nothing, and keep it for the summary: a file named
+    'anonymized' that shows every face the detector missed must not be published unseen."""
+    message = f"{key}: no face with score >= {thresh} in {what}: its anonymised output masks nothing"
+    print(f"warning: {message}", file=sys.stderr)
+    unmasked.append((key, message))
+
+
 @contextmanager
 def uninterrupted():
     """Ctrl-C inside the block takes effect when it ends (as KeyboardInterrupt), so the outputs of an
@@ -112,12 +120,14 @@ def output_stems(paths):
     return unique
 
 
-def run_images(detector, images, opts, batch_size, failed):
+def run_images(detector, images, opts, batch_size, failed, unmasked=None):
     """Detect on `images`, a list of (path, name in WIDER files), writing the outputs of `opts`.
 
-    Unreadable images are reported and skipped. Returns (images done, interrupted): Ctrl-C stops
+    Unreadable images are reported and skipped; with opts.anonymize, images in which no face was
+    masked are reported and added to `unmasked`. Returns (images done, interrupted): Ctrl-C stops
     the run between two writes, so every file written is complete.
     """
+    unmasked = [] if unmasked is None else unmasked
     paths = [path for path, _ in images]
     writer = ImageOutputs(opts, paths)
 
@@ -135,6 +145,8 @@ def run_images(detector, images, opts, batch_size, failed):
             with uninterrupted():
                 kept = writer.write(path, name, rel, image, dets)
                 done += 1
+            if opts.anonymize and not len(kept):
+                report_unmasked(unmasked, path, "the image", opts.thresh)
             now = time.perf_counter()
             timing = f" in {now - last:.2f} s" if batch_size == 1 else ""
             print(f"{path}: {len(kept)} faces (score >= {opts.thresh}){timing} -> {opts.out / name}_ssh.*")
@@ -156,11 +168,14 @@ def limited(frames, max_frames):
         yield item
 
 
-def run_video(detector, source, opts, batch_size=1, every=1, max_frames=None, show=False, failed=None):
+def run_video(detector, source, opts, batch_size=1, every=1, max_frames=None, show=False, failed=None,
+              unmasked=None):
     """Detect on the frames of `source` (lib.video.FrameReader's sources), writing the outputs of
     `opts`. Returns (frames written, frames announced or 0, interrupted): after Ctrl-C (or the
-    window's q / Esc) the outputs hold every frame written so far, complete and playable."""
+    window's q / Esc) the outputs hold every frame written so far, complete and playable. With
+    opts.anonymize, a video in which no frame had a face masked is reported and added to `unmasked`."""
     failed = [] if failed is None else failed
+    unmasked = [] if unmasked is None else unmasked
     window = LiveWindow(f"SSH: {source}") if show else None
     count, interrupted = 0, False
     try:
@@ -179,6 +194,8 @@ def run_video(detector, source, opts, batch_size=1, every=1, max_frames=None, sh
                 interrupted = True
                 print(f"\nstopped by Ctrl-C after {count} frames; everything written so far is kept", file=sys.stderr)
             failed += reader.failed
+            if opts.anonymize and count and not writer.masked_frames:
+                report_unmasked(unmasked, reader.path, f"any of its {count} frames", opts.thresh)
             if count == 0:
                 raise VideoError(f"{reader.path}: stopped before any frame was written" if interrupted
                                  else f"{reader.path}: no frame could be decoded and detected")

@@ -101,6 +101,7 @@ class VideoOutputs:
         self.inputs = Inputs(inputs)
         self.hold = MaskHold(opts.hold)
         self._masks = np.zeros((0, 5), np.float32)
+        self.masked_frames = 0  # frames written with at least one face masked
         self._stack = ExitStack()
 
     def __enter__(self):
@@ -146,4 +147,5 @@ class VideoOutputs:
             fitted, masks = fit_frame(frame, self._masks, self.size)
             shown = anonymize(fitted, masks, o.anonymize, o.mask_scale, o.mask_shape)
             self.masked.write(shown)
+            self.masked_frames += bool(len(masks))
         return shown

@@ -106,6 +106,19 @@ def test_hold_keeps_a_missed_face_masked(camera, monkeypatch, tmp_path, hold, ma
     assert {e["path"] for e in entries} == {"camera 0"}
 
 
+def test_a_video_with_no_face_masked_is_named(camera, monkeypatch, tmp_path, capsys):
+    camera.frames = 4
+    scripted(monkeypatch, ScriptedDetector(missed={0, 1, 2, 3}))
+    assert main(["--video", "0", "--anonymize", "solid", "--out", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert "warning: camera 0: no face with score >= 0.5 in any of its 4 frames: its anonymised output masks nothing" in err
+    assert "warning: 1 of 1 anonymised outputs mask no face" in err  # counted per video, not per frame
+    camera.frames = 4
+    scripted(monkeypatch, ScriptedDetector(missed={0, 1, 2}))
+    assert main(["--video", "0", "--anonymize", "solid", "--hold", "0", "--out", str(tmp_path / "b")]) == 0
+    assert "masks nothing" not in capsys.readouterr().err  # one frame with a face masked is enough
+
+
 def test_every_nth_frame_reuses_boxes_and_max_frames_stops(camera, monkeypatch, tmp_path):
     detector = scripted(monkeypatch, ScriptedDetector(missed={3}))
     out = tmp_path / "out"

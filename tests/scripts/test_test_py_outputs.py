@@ -110,6 +110,25 @@ def test_inputs_are_never_overwritten(random_checkpoint, tmp_path, capsys):
     assert {p.name: p.read_bytes() for p in folder.iterdir() if p.name in before} == before
 
 
+def test_anonymised_pictures_that_mask_nothing_are_named(random_checkpoint, photos, tmp_path, capsys):
+    """A threshold above every score writes 'anonymised' copies equal to the inputs: each is named in a
+    warning and in the summary, so nobody publishes them believing they are masked."""
+    _, pth = random_checkpoint
+    out = tmp_path / "out"
+    assert main(["--dir", str(photos), "--model", str(pth), "--out", str(out), "--anonymize", "blur",
+                 "--thresh", "1"] + SMALL) == 0
+    err = capsys.readouterr().err
+    for name in ("a.png", "event/b.png", "event/c.jpg"):
+        assert err.count(f"{photos / name}: no face with score >= 1.0 in the image: its anonymised output "
+                         "masks nothing") == 2  # the warning, and the summary's list
+    assert "warning: 3 of 3 anonymised outputs mask no face" in err
+    assert (out / "a_anonymized.png").read_bytes() and cv2.imread(str(out / "a_anonymized.png")).tobytes() == (
+        cv2.imread(str(photos / "a.png")).tobytes())
+    assert main(["--dir", str(photos), "--model", str(pth), "--out", str(out), "--anonymize", "blur",
+                 "--thresh", "0"] + SMALL) == 0
+    assert "mask" not in capsys.readouterr().err  # every picture has a face masked
+
+
 def test_empty_folder_is_an_error_not_the_demo_photo(random_checkpoint, tmp_path, capsys):
     _, pth = random_checkpoint
     (tmp_path / "empty" / "sub").mkdir(parents=True)
@@ -125,6 +144,9 @@ def test_empty_folder_is_an_error_not_the_demo_photo(random_checkpoint, tmp_path
     (["--every", "0", "--video", "x.mp4"], "must be greater than 0"),
     (["--crop-margin", "-1"], "must be 0 or more"),
     (["--anonymize", "smudge"], "invalid choice"),
+    (["--thresh", "-1"], "must be a score from 0 to 1, got -1"),
+    (["--thresh", "2"], "must be a score from 0 to 1, got 2"),
+    (["--thresh", "nan"], "must be a score from 0 to 1, got nan"),
 ])
 def test_option_errors(args, message, capsys):
     with pytest.raises(SystemExit) as e:
