@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from .image_io import ImageError, read_image
 from .utils.iteration import batched
+from .utils.redact import public_url
 from .media_writers import ImageOutputs, VideoOutputs
 from .video import FrameReader, LiveWindow, VideoError
 
@@ -176,7 +177,7 @@ def run_video(detector, source, opts, batch_size=1, every=1, max_frames=None, sh
     opts.anonymize, a video in which no frame had a face masked is reported and added to `unmasked`."""
     failed = [] if failed is None else failed
     unmasked = [] if unmasked is None else unmasked
-    window = LiveWindow(f"SSH: {source}") if show else None
+    window = LiveWindow(f"SSH: {public_url(source) if isinstance(source, str) else source}") if show else None
     count, interrupted = 0, False
     try:
         with FrameReader(source) as reader, VideoOutputs(opts, reader.name, reader.path, reader.fps,

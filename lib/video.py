@@ -12,6 +12,8 @@ import cv2
 
 from .image_io import ImageError, read_image
 from .utils.atomic import atomic_path
+from .utils.native_stderr import captured_stderr
+from .utils.redact import Redactor, public_url
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 # Frame rate given to image sequences, and to videos whose container does not state one.
@@ -38,12 +40,39 @@ def parse_source(text):
     return Path(text)
 
 
-def public_url(url):
-    """`url` without the user name and password it may carry, for messages and logs."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return parts._replace(netloc=host + port).geturl()
+def native_cause(chatter):
+    """FFmpeg's last line in what native code printed, without its `[tcp @ 0x...]` prefix (else the last line
+    of OpenCV's own log); '' when they printed nothing."""
+    lines = [line.strip() for line in chatter.splitlines() if line.strip()]
+    ffmpeg = [m.group(1) for m in map(re.compile(r"\[[^\]@]+ @ 0x[0-9a-f]+\]\s*(.+)").match, lines) if m]
+    opencv = [re.sub(r"^\[[^\]]*\]\s*", "", line) for line in lines if line.startswith("[ ")]
+    return (ffmpeg or opencv or [""])[-1]
+
+
+# What FFmpeg says when an MP4's index (the moov atom) is not where it reads: at the end of a file served
+# without range requests (python3 -m http.server), or missing from a recording cut short.
+_NO_INDEX = ("moov atom not found", "partial file", "Stream ends prematurely")
+
+
+def failure_hint(chatter, live):
+    """A parenthesis on why a video or stream gave no frame, from what FFmpeg printed (`chatter`)."""
+    cause = native_cause(chatter)
+    if any(text in chatter for text in _NO_INDEX):
+        fix = ("an MP4 whose index (moov atom) is at its end cannot be streamed from a server without range "
+               "requests (such as python3 -m http.server): remux it with `ffmpeg -i in.mp4 -c copy -movflags "
+               "+faststart out.mp4`, or serve MJPG/MPEG-TS" if live else
+               "an MP4 cut short before its index (moov atom) was written: the recording did not finish")
+        return f" (FFmpeg: {cause}: {fix})"
+    return f" (FFmpeg: {cause})" if cause else ""
+
+
+def open_capture(source, redactor=None):
+    """(cv2.VideoCapture, what native code printed while opening it, credentials removed). URLs open
+    with FFmpeg alone, so OpenCV does not also try them as image-sequence patterns."""
+    with captured_stderr() as chatter:
+        capture = cv2.VideoCapture(source, cv2.CAP_FFMPEG) if isinstance(source, str) else cv2.VideoCapture(source)
+    text = chatter[0]
+    return capture, redactor.clean(text) if redactor is not None else text
 
 
 def source_name(source):
@@ -100,13 +129,15 @@ class FrameReader:
         self.live = isinstance(source, (int, str))
         self._capture = None
         self.failed = []
+        self._redactor = Redactor(source) if isinstance(source, str) else None
         if self.live:
             self.path = f"camera {source}" if isinstance(source, int) else public_url(source)
-            self._capture = cv2.VideoCapture(source)
+            self._capture, chatter = open_capture(source, self._redactor)
             if not self._capture.isOpened():
                 raise VideoError(f"camera {source} cannot be opened (no such device, busy, or no permission)"
                                  if isinstance(source, int) else
-                                 f"{self.path}: cannot open the stream (check the address and that the server is up)")
+                                 f"{self.path}: cannot open the stream (check the address and that the server is "
+                                 f"up){failure_hint(chatter, True)}")
             self.count = max(0, int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT)))
             self.fps = self._capture.get(cv2.CAP_PROP_FPS) or DEFAULT_FPS
             return
@@ -119,9 +150,9 @@ class FrameReader:
             return
         if not self.path.is_file():
             raise VideoError(f"video not found: {self.path}")
-        self._capture = cv2.VideoCapture(str(self.path))
+        self._capture, chatter = open_capture(str(self.path))
         if not self._capture.isOpened():
-            raise VideoError(f"{self.path}: not a video OpenCV can read")
+            raise VideoError(f"{self.path}: not a video OpenCV can read{failure_hint(chatter, False)}")
         self.count = max(0, int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT)))
         self.fps = self._capture.get(cv2.CAP_PROP_FPS) or DEFAULT_FPS
 
@@ -138,15 +169,20 @@ class FrameReader:
                     self._fail(index, f"frame {index}: {e}")
             return
         index = 0
-        while self._capture.grab():
-            ok, frame = self._capture.retrieve()
+        while True:
+            with captured_stderr() as chatter:  # FFmpeg's decoding chatter: named when no frame comes, else dropped
+                grabbed = self._capture.grab()
+                ok, frame = self._capture.retrieve() if grabbed else (False, None)
+            chatter = self._redactor.clean(chatter[0]) if self._redactor else chatter[0]
+            if not grabbed:
+                break
             if ok:
                 yield index, frame
             else:
-                self._fail(index, f"{self.path}: frame {index} failed to decode")
+                self._fail(index, f"{self.path}: frame {index} failed to decode{failure_hint(chatter, self.live)}")
             index += 1
         if index == 0:
-            raise VideoError(f"{self.path}: no frame could be decoded")
+            raise VideoError(f"{self.path}: no frame could be decoded{failure_hint(chatter, self.live)}")
         if index < self.count and not self.live:
             self._fail(index, f"{self.path}: frames {index} to {self.count - 1} failed to decode "
                               f"(the file announces {self.count} frames)")

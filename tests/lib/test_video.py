@@ -141,6 +141,20 @@ def test_cli_truncated_video_keeps_the_decoded_frames_and_exits_1(random_checkpo
         assert sum(1 for _ in video) == kept
 
 
+def test_a_video_cut_before_its_index_says_so(tmp_path, capfd):
+    writer = cv2.VideoWriter(str(tmp_path / "full.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 25, (64, 48))
+    for k in range(10):
+        writer.write(np.full((48, 64, 3), 20 * k, np.uint8))
+    writer.release()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes((tmp_path / "full.mp4").read_bytes()[:200])  # the recording stopped before its index
+    with pytest.raises(VideoError) as e:
+        FrameReader(cut)
+    assert str(e.value) == (f"{cut}: not a video OpenCV can read (FFmpeg: moov atom not found: an MP4 cut short "
+                            "before its index (moov atom) was written: the recording did not finish)")
+    assert capfd.readouterr().err == ""  # FFmpeg's own line is in the message, not printed beside it
+
+
 def test_sources_and_their_names(tmp_path):
     assert parse_source("0") == 0 and parse_source("12") == 12
     assert parse_source("rtsp://cam.local:554/live/stream1") == "rtsp://cam.local:554/live/stream1"

@@ -72,7 +72,7 @@ def camera(monkeypatch):
     """Camera indices open FakeCamera; files and URLs still open with OpenCV."""
     real = cv2.VideoCapture
     monkeypatch.setattr(lib.video.cv2, "VideoCapture",
-                        lambda source: FakeCamera(source) if isinstance(source, int) else real(source))
+                        lambda source, *api: FakeCamera(source) if isinstance(source, int) else real(source, *api))
     monkeypatch.setattr(FakeCamera, "frames", None)
     return FakeCamera
 
@@ -212,10 +212,15 @@ def test_show_stops_on_q(camera, monkeypatch, tmp_path):
 
 @pytest.fixture
 def stream(tmp_path):
-    """http://127.0.0.1:PORT/ serving a folder holding clip.avi (6 frames)."""
+    """http://127.0.0.1:PORT/ serving a folder holding clip.avi (6 frames) and noise.mp4 (30 frames of noise,
+    250 kB, its index at the end as OpenCV writes MP4s), without range requests (as python3 -m http.server)."""
     writer = cv2.VideoWriter(str(tmp_path / "clip.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10, HW[::-1])
     for k in range(6):
         writer.write(camera_frame(k))
+    writer.release()
+    writer = cv2.VideoWriter(str(tmp_path / "noise.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 25, HW[::-1])
+    for k in range(30):
+        writer.write(np.random.default_rng(k).integers(0, 256, (*HW, 3), dtype=np.uint8))
     writer.release()
 
     class Quiet(http.server.SimpleHTTPRequestHandler):
@@ -245,12 +250,43 @@ def test_http_stream_with_every_and_max_frames(stream, random_checkpoint, tmp_pa
         assert video.count == 4
 
 
+def test_an_mp4_that_cannot_be_streamed_says_why(stream, random_checkpoint, tmp_path, capfd):
+    _, pth = random_checkpoint
+    assert main(["--video", f"http://{stream}/noise.mp4", "--model", str(pth), "--out", str(tmp_path)]) == 2
+    err = capfd.readouterr().err
+    assert "@ 0x" not in err and "WARN" not in err  # FFmpeg's and OpenCV's own lines are not printed beside it
+    [line] = [line for line in err.splitlines() if "error" in line]
+    assert line.startswith(f"error: http://{stream}/noise.mp4: no frame could be decoded (FFmpeg: ")
+    assert line.endswith(": an MP4 whose index (moov atom) is at its end cannot be streamed from a server without "
+                         "range requests (such as python3 -m http.server): remux it with `ffmpeg -i in.mp4 -c copy "
+                         "-movflags +faststart out.mp4`, or serve MJPG/MPEG-TS)")
+
+
 def test_stream_that_does_not_answer(random_checkpoint, tmp_path, capsys):
     _, pth = random_checkpoint
     with socket_closed() as port:
         assert main(["--video", f"http://127.0.0.1:{port}/live", "--model", str(pth), "--device", "cpu",
                      "--out", str(tmp_path / "out")]) == 2
     assert f"http://127.0.0.1:{port}/live: cannot open the stream" in capsys.readouterr().err
+
+
+def test_no_credential_of_a_stream_url_is_printed(random_checkpoint, tmp_path):
+    """As a process, so that what OpenCV and FFmpeg write to file descriptor 2 is seen too."""
+    import subprocess
+    import sys
+
+    _, pth = random_checkpoint
+    with socket_closed() as port:
+        url = f"http://alice:p%40ssW0rd@127.0.0.1:{port}/x.avi?token=SECRET&x=1"
+        run = subprocess.run([sys.executable, "test.py", "--video", url, "--model", str(pth), "--device", "cpu",
+                              "--out", str(tmp_path)], cwd=test_script.Path(test_script.__file__).parent,
+                             capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2
+    for secret in ("alice", "p%40ssW0rd", "p@ssW0rd", "SECRET"):
+        assert secret not in run.stdout + run.stderr
+    assert run.stderr == (f"error: http://127.0.0.1:{port}/x.avi?token=***&x=1: cannot open the stream (check the "
+                          f"address and that the server is up) (FFmpeg: Connection to tcp://127.0.0.1:{port} failed: "
+                          "Connection refused)\n")
 
 
 class socket_closed:
