@@ -17,7 +17,7 @@ from pathlib import Path
 from lib.config import add_config_args, config_from_args, data_layout
 from lib.evaluation import SETTINGS, load_ground_truth, wider_eval
 from lib.evaluation.plot import plot_pr_curves
-from lib.utils.atomic import atomic_write_text
+from lib.utils.atomic import atomic_write_text, check_writable
 from lib.utils.cli import one_line_warnings
 from lib.utils.lock import FolderLocked, folder_lock
 from model.precision import PRECISIONS
@@ -97,8 +97,14 @@ def report(results, pred_dir, gt_dir, name, matlab, json_path, plot_path, baseli
         print(f"PR curves: {plot_pr_curves(results, plot_path, name, baselines)}")
     tool_dir, pred_dir = Path(gt_dir).resolve().parent, Path(pred_dir).resolve()
     call = f"wider_eval('{pred_dir}','{name}','{pred_dir.parent / 'matlab_pr_curves'}'); quit;"
+    if (tool_dir / "wider_eval.m").is_file():
+        where = shlex.quote(str(tool_dir))
+    else:  # --gt named a ground_truth folder outside the tool: the tool reads ./ground_truth itself
+        where = "EVAL_TOOLS"
+        print(f"(no wider_eval.m beside {gt_dir}: EVAL_TOOLS below is the official tool's folder, eval_tools/ of "
+              "eval_tools.zip, which holds wider_eval.m and ground_truth/)")
     print("Official MATLAB tool (same numbers, minutes instead of seconds):\n"
-          f'  cd {shlex.quote(str(tool_dir))} && {matlab} -nodisplay -nodesktop -r "{call}"')
+          f'  cd {where} && {matlab} -nodisplay -nodesktop -r "{call}"')
 
 
 def main(argv=None):
@@ -112,15 +118,24 @@ def main(argv=None):
         if args.baselines and not Path(args.baselines).is_dir():
             raise FileNotFoundError(f"baselines folder not found: {args.baselines}")
         gt_dir = Path(args.gt or Path(args.data) / "eval_tools" / "ground_truth")
+        if not args.gt and not gt_dir.is_dir():
+            raise FileNotFoundError(f"no ground truth at {gt_dir} (the default): give --gt DIR, the official WIDER "
+                                    "evaluation tool's ground_truth/ folder (wider_face_val.mat, wider_easy_val.mat, "
+                                    "wider_medium_val.mat, wider_hard_val.mat; eval_tools.zip of the WIDER FACE site)")
         gt = load_ground_truth(gt_dir)
         json_path, plot_path = args.json, args.plot
+        run_dir = None if args.predictions else Path("output") / cfg.EXP_DIR / "wider_val" / args.net_name
+        if run_dir is not None:
+            json_path = json_path or run_dir / "results.json"
+            plot_path = plot_path or run_dir / "pr_curves.png"
+            check_writable(run_dir, folder=True)
+        for path in (json_path, plot_path):
+            if path:
+                check_writable(path)  # before hours of detection, not after
         if args.predictions:
             pred_dir, name = Path(args.predictions), Path(args.predictions).name
         else:
-            run_dir = Path("output") / cfg.EXP_DIR / "wider_val" / args.net_name
             pred_dir, name = detect(args, cfg, run_dir), args.net_name
-            json_path = json_path or run_dir / "results.json"
-            plot_path = plot_path or run_dir / "pr_curves.png"
         results = wider_eval(pred_dir, gt, SETTINGS)
         report(results, pred_dir, gt_dir, name, cfg.MATLAB, json_path, plot_path, args.baselines)
     except (FileNotFoundError, ValueError, KeyError, FolderLocked) as e:

@@ -24,6 +24,7 @@ from lib.detection_run import run_images, run_video
 from lib.image_io import ImageError
 from lib.media_writers import OutputOptions
 from lib.outputs import DetectionsJson
+from lib.utils.atomic import check_writable
 from lib.utils.cli import one_line_warnings
 from lib.utils.device import parse_device
 from lib.video import IMAGE_SUFFIXES, VideoError, check_display, image_tree, parse_source
@@ -210,15 +211,29 @@ def output_options(args, json):
                          wider=args.out / "wider" if args.save_wider is True else args.save_wider, json=json)
 
 
-def detect(args, detector):
-    """Run the detector over the inputs of `args`, writing the outputs asked for; the exit code."""
-    json_path = args.out / "detections.json" if args.save_json is True else args.save_json
-    json = DetectionsJson(json_path, str(args.model), args.precision, args.thresh) if json_path else None
+def json_path(args):
+    """The --save-json file (relative names are relative to the working folder, as every path option), or None."""
+    return args.out / "detections.json" if args.save_json is True else args.save_json
+
+
+def check_outputs(args):
+    """Refuse (OSError naming the path) output places that cannot be written, before the model loads."""
+    check_writable(args.out, folder=True)
+    if json_path(args):
+        check_writable(json_path(args))
+    opts = output_options(args, None)
+    if opts.wider is not None:
+        check_writable(opts.wider, folder=True)
+
+
+def detect(args, detector, images):
+    """Run the detector over `images` (image_list) or --video, writing the outputs asked for; the exit code."""
+    path = json_path(args)
+    json = DetectionsJson(path, str(args.model), args.precision, args.thresh) if path else None
     failed, unmasked = [], []
     with json if json is not None else nullcontext():
         opts = output_options(args, json)
         if args.video is None:
-            images = image_list(args)
             done, interrupted = run_images(detector, images, opts, args.batch_size, failed, unmasked)
             summarize_unmasked(unmasked, done)
             code = summarize(failed, done, len(images), "images")
@@ -229,7 +244,7 @@ def detect(args, detector):
             summarize_unmasked(unmasked, 1)
             code = summarize(failed, done, max(total, done + len(failed)), "frames")
     if json is not None:
-        print(f"detections -> {json_path}")
+        print(f"detections -> {path}")
     live = isinstance(args.video, (int, str))
     return INTERRUPTED if interrupted and not live else code
 
@@ -251,8 +266,10 @@ def main(argv=None):
         if args.export_onnx_detector:
             export_detector(args, cfg)
             return 0
+        images = image_list(args) if args.video is None else None
+        check_outputs(args)
         detector = build_detector(args.model, cfg, device, args.precision, backend=args.backend)
-        return detect(args, detector)
+        return detect(args, detector, images)
     except FileNotFoundError as e:
         hint = ("" if not official else " Write it with `python3 -m model.deploy quantize`." if args.precision == "int8"
                 else " Run `make demo` to download the official model.")

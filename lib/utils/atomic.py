@@ -5,6 +5,7 @@ because some writers, e.g. OpenCV's VideoWriter, choose the format by it), so th
 writer killed mid-write (kill -9, power loss) are recognisable and `remove_stale_temps` can delete
 them once no writer can be active in the folder.
 """
+import errno
 import os
 import re
 import shutil
@@ -38,6 +39,31 @@ def atomic_path(path):
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+class NotWritable(OSError):
+    """An output place that cannot be written: `filename` names it, `strerror` says why."""
+
+
+def check_writable(path, folder=False):
+    """Raise NotWritable unless a file (`folder`: a folder) can be written at `path` now: what exists
+    of it is of that kind, and a file can be created in its nearest existing folder (tried, then
+    removed; nothing else is created). For checks before long work rather than after it."""
+    path = Path(path)
+    if path.exists() and path.is_dir() != folder:
+        raise NotWritable(errno.EEXIST, "a file, a folder is needed" if folder else "a folder, a file name is needed",
+                          str(path))
+    existing = path if folder and path.is_dir() else path.parent
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise NotWritable(errno.ENOTDIR, f"{existing} is a file, not a folder", str(path))
+    try:
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=".write-check.", suffix=TEMP_MARKER)
+    except OSError as e:
+        raise NotWritable(e.errno, e.strerror, str(path)) from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def atomic_write_bytes(path, data):

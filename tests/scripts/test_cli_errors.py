@@ -66,7 +66,12 @@ EVAL_CASES = {
     "missing config": ("--predictions", "{dir}", "--cfg", "{dir}/absent.yml"),
     "unknown key": ("--predictions", "{dir}", "--set", "TEST.NOPE", "1"),
     "missing baselines": ("--predictions", "{dir}", "--gt", "{dir}", "--baselines", "{dir}/absent"),
+    "no ground truth at the default place": ("--predictions", "{dir}", "--data", "{dir}/absent"),
+    "json is a folder": ("--model", "{good}", "--gt", "{dir}", "--json", "{dir}"),
+    "plot under a file": ("--model", "{good}", "--gt", "{dir}", "--plot", "{dir}/a_file/pr.png"),
 }
+# Cases that get past the ground truth (a stand-in) and must fail before detection.
+EVAL_NEEDS_GT = {"device gpu", "json is a folder", "plot under a file"}
 
 
 def assert_one_error(capsys, code):
@@ -86,9 +91,13 @@ def test_test_py_error_paths(files, capsys, name):
 
 @pytest.mark.parametrize("name", sorted(EVAL_CASES))
 def test_eval_py_error_paths(files, capsys, monkeypatch, name):
-    if name == "device gpu":  # the device is checked before the ground truth is needed
+    if name in EVAL_NEEDS_GT:
         monkeypatch.setattr(eval_script, "load_ground_truth", lambda path: None)
-    assert_one_error(capsys, eval_script.main(case(files, *EVAL_CASES[name])))
+    if name != "device gpu":  # output places are checked before detection starts
+        monkeypatch.setattr(eval_script, "detect", lambda *args: pytest.fail("detection before the checks"))
+    line = assert_one_error(capsys, eval_script.main(case(files, *EVAL_CASES[name])))
+    if name == "no ground truth at the default place":
+        assert f"no ground truth at {files['dir']}/absent/eval_tools/ground_truth (the default): give --gt DIR" in line
 
 
 def test_messages_name_the_value(files, capsys):

@@ -172,3 +172,25 @@ def test_wider_files_of_a_folder_equal_eval_pys(random_checkpoint, tmp_path):
     assert sorted(p.relative_to(tmp_path / "test") for p in (tmp_path / "test").rglob("*.txt")) == eval_files
     for rel in eval_files:
         assert (tmp_path / "test" / rel).read_bytes() == (tmp_path / "eval" / rel).read_bytes(), rel
+
+
+@pytest.mark.parametrize("option, message", [
+    (["--save-json", "{tmp}"], "cannot write {tmp}: a folder, a file name is needed."),
+    (["--save-json", "{tmp}/file/x.json"], "cannot write {tmp}/file/x.json: {tmp}/file is a file, not a folder."),
+    (["--out", "{tmp}/file"], "cannot write {tmp}/file: a file, a folder is needed."),
+    (["--save-wider", "{tmp}/file/wider"], "cannot write {tmp}/file/wider: {tmp}/file is a file, not a folder."),
+    (["--save-json", "/proc/x.json"], "cannot write /proc/x.json: "),
+])
+def test_output_places_are_checked_before_the_model_loads(monkeypatch, tmp_path, capsys, option, message):
+    import test as test_script
+
+    def build_detector(*args, **kwargs):
+        raise AssertionError("the model loaded before the outputs were checked")
+
+    monkeypatch.setattr(test_script, "build_detector", build_detector)
+    (tmp_path / "file").write_bytes(b"x")
+    args = [a.format(tmp=tmp_path) for a in option]
+    assert main(args + ["--model", str(tmp_path / "missing.pth")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: " + message.format(tmp=tmp_path)) and err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # nothing created
