@@ -137,7 +137,7 @@ def load_config(args, announce=True):
 
 def resume_point(out, prefix, announce):
     """The snapshot --resume auto continues from: the newest in `out` that loads, or None (a new run)."""
-    path, skipped = newest_snapshot(out, prefix)
+    path, skipped = newest_snapshot(out, prefix, move_damaged=announce)
     if announce:
         for reason in skipped:
             print(f"warning: skipping a snapshot that cannot be resumed: {reason}", file=sys.stderr)

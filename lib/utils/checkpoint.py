@@ -209,12 +209,24 @@ def _candidates(folder, prefix):
     return sorted(found, key=lambda c: math.inf if c[0] is None else c[0], reverse=True)
 
 
-def newest_snapshot(folder, prefix):
+def set_aside(path):
+    """Rename `path` to `<name>.damaged` (`.damaged.2`, ... when taken) so it is neither tried again nor lost."""
+    path = Path(path)
+    target, n = path.with_name(path.name + ".damaged"), 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}.damaged.{n}")
+    os.replace(path, target)
+    return target
+
+
+def newest_snapshot(folder, prefix, move_damaged=False):
     """(the newest snapshot in `folder` that verifies, or None; [why each newer one was skipped]).
 
     Looks at `<prefix>_iter_<N>.pth` and `<prefix>_latest.pth`; a damaged one (cut short, empty,
     bytes that differ from its checksum, another kind of file) is skipped, so the run falls back to
-    the previous snapshot.
+    the previous snapshot. With `move_damaged` (one process of a run only) each skipped file is
+    renamed by `set_aside`, so later resumes do not warn about it again.
     """
     skipped = []
     for iteration, path in _candidates(Path(folder), prefix):
@@ -222,5 +234,5 @@ def newest_snapshot(folder, prefix):
             verify_snapshot(path, iteration)
             return path, skipped
         except ValueError as e:
-            skipped.append(str(e))
+            skipped.append(f"{e}; moved aside to {set_aside(path).name}" if move_damaged and path.exists() else str(e))
     return None, skipped

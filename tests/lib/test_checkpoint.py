@@ -57,6 +57,25 @@ def test_damaged_snapshots_are_skipped_newest_first(tmp_path):
     ])
 
 
+def test_damaged_snapshots_are_moved_aside_once(tmp_path):
+    """With move_damaged the skipped files are renamed (never deleted, never overwritten), so the next resume
+    neither tries nor warns about them again."""
+    write(tmp_path / "SSH_iter_2.pth", 2)
+    cut(write(tmp_path / "SSH_latest.pth", 5))
+    (tmp_path / "SSH_iter_4.pth").write_bytes(b"")
+    (tmp_path / "SSH_iter_4.pth.damaged").write_bytes(b"an earlier one")
+    path, skipped = newest_snapshot(tmp_path, "SSH", move_damaged=True)
+    assert path == tmp_path / "SSH_iter_2.pth"
+    assert skipped == [
+        f"{tmp_path / 'SSH_latest.pth'}: cannot be read as a training snapshot (damaged, truncated or another kind "
+        "of file); moved aside to SSH_latest.pth.damaged",
+        f"{tmp_path / 'SSH_iter_4.pth'}: empty file, not a training snapshot; moved aside to SSH_iter_4.pth.damaged.2"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "SSH_iter_2.pth", "SSH_iter_4.pth.damaged", "SSH_iter_4.pth.damaged.2", "SSH_latest.pth.damaged"]
+    assert (tmp_path / "SSH_iter_4.pth.damaged").read_bytes() == b"an earlier one"
+    assert newest_snapshot(tmp_path, "SSH", move_damaged=True) == (tmp_path / "SSH_iter_2.pth", [])
+
+
 def test_a_snapshot_with_a_damaged_weight_is_skipped(tmp_path):
     """A flipped bit inside a tensor: torch.load reads it without complaint, the checksum does not match."""
     write(tmp_path / "SSH_iter_2.pth", 2)

@@ -140,7 +140,7 @@ def test_resume_refuses_a_world_size_that_changes_the_images_per_step(wider, sna
     assert capsys.readouterr().err == (
         f"error: {path}: it was trained with 4 images per SGD step (2 x 2, TRAIN.ITER_SIZE 3) and 1 process would "
         f"take 3, so the run would not continue the same training; resume it on 2 processes\n")
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([LOCK_NAME, "SSH_iter_1.pth"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["SSH_iter_1.pth"]
 
 
 def kill_at(cmd, step):
@@ -191,7 +191,7 @@ def test_kill_9_then_the_same_command_ends_with_the_weights_of_an_unbroken_run(w
                                                                        b["optimizer"]["state"].values(), strict=True))
     assert _steps(broken) == _steps(whole) and [r["iteration"] for r in _steps(broken)] == [1, 2, 3, 4, 5, 6]
     assert sorted(p.name for p in broken.iterdir()) == sorted(p.name for p in whole.iterdir()) == sorted([
-        "SSH_iter_4.pth", "SSH_iter_6.pth", LOCK_NAME, "loss_curve.png", "metrics.jsonl"])
+        "SSH_iter_4.pth", "SSH_iter_6.pth", "loss_curve.png", "metrics.jsonl"])  # no lock file left
 
 
 # --- the output folder's lock ---------------------------------------------------------------------
@@ -205,18 +205,21 @@ def test_lock_refuses_a_second_holder_and_names_the_first(tmp_path):
                 pass
         assert str(raised.value) == (f"{tmp_path} is in use by another run (pid {os.getpid()} on "
                                      f"{socket.gethostname()}, started {info['started']}; lock file {path})")
-    with folder_lock(tmp_path):  # released at the end of the block
-        pass
+    assert not path.exists()  # released and removed at the end of the block
+    with pytest.raises(KeyboardInterrupt):
+        with folder_lock(tmp_path):
+            raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []  # also when the block fails
 
 
 def test_a_second_train_run_on_the_same_out_exits_2_and_touches_nothing(wider, tmp_path, capsys):
     (tmp_path / "metrics.jsonl").write_text('{"iteration": 1}\n')
     with folder_lock(tmp_path):
         rc = train.main(["--data", str(wider), *TINY, "--iters", "1", "--out", str(tmp_path)])
+        assert {p.name for p in tmp_path.iterdir()} == {LOCK_NAME, "metrics.jsonl"}  # the refused run left ours
     assert rc == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: {tmp_path} is in use by another run (pid {os.getpid()} on ") and err.count("\n") == 1
-    assert {p.name for p in tmp_path.iterdir()} == {LOCK_NAME, "metrics.jsonl"}
     assert (tmp_path / "metrics.jsonl").read_text() == '{"iteration": 1}\n'
 
 
@@ -236,9 +239,8 @@ def test_kill_9_mid_write_leaves_a_marked_temp_the_next_run_removes(wider, tmp_p
     assert train.main(["--data", str(wider), *TINY, "--iters", "1", "--out", str(out)]) == 0
     assert (f"Removed 2 temporary file(s) of interrupted writes from {out}: {legacy}, {temp}\n"
             in capsys.readouterr().out)
-    assert {p.name for p in out.iterdir()} == {".notes.pth", "notes.txt", LOCK_NAME, "SSH_iter_1.pth", "metrics.jsonl",
-                                             "loss_curve.png"}
-    assert json.loads((out / LOCK_NAME).read_text())["pid"] == os.getpid()
+    assert {p.name for p in out.iterdir()} == {".notes.pth", "notes.txt", "SSH_iter_1.pth", "metrics.jsonl",
+                                             "loss_curve.png"}  # the dead run's lock file taken over, then removed
 
 
 def test_temps_are_not_removed_while_another_run_holds_the_folder(wider, tmp_path):
