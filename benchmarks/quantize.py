@@ -22,7 +22,7 @@ from matplotlib import cbook
 from lib.config import add_config_args, config_from_args
 from lib.image_io import read_image
 from model.deploy.agreement import HEAD_NAMES, detection_agreement, head_errors
-from model.deploy.calibration import CalibrationBlobs, pick_images, read_images
+from model.deploy.calibration import CalibrationBlobs, load_images
 from model.deploy.onnx_runtime import OnnxSSH
 from model.deploy.quantize import METHODS, quantize_network
 from model.detector import Detector
@@ -43,10 +43,10 @@ PHOTOS = ("grace_hopper.jpg", "Minduka_Present_Blue_Pack.png", "logo2.png")
 
 
 def images_of(folder, count, role):
-    """Images of `folder` (pick_images), or matplotlib's photos when no folder is given."""
+    """Images of `folder` (load_images), or matplotlib's photos when no folder is given."""
     if folder is None:
         return [read_image(cbook.get_sample_data(name, asfileobj=False)) for name in PHOTOS]
-    return read_images(pick_images(folder, count, role), role)
+    return load_images(folder, count, role)
 
 
 def network(args):

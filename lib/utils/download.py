@@ -17,6 +17,7 @@ large archive over a flaky link needs all four, so `download` does them here:
 - an optional expected SHA-256 is checked on the whole file; a mismatch deletes the partial file.
 """
 import contextlib
+import errno
 import hashlib
 import http.client
 import os
@@ -29,9 +30,11 @@ import time
 import urllib.error
 import urllib.request
 import zlib
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from torch.hub import READ_DATA_CHUNK, tqdm
+
+from .atomic import atomic_path
 
 # Default number of retries after the first attempt, and the first backoff in seconds.
 RETRIES = 3
@@ -184,35 +187,109 @@ def _kept(part, total, rerun):
     return f"; got {_size(part)}{of} bytes, kept in {part}: run {rerun} again to resume"
 
 
-def unpack(archive, dest_dir, on_error="delete it"):
-    """Extract the tar archive into `dest_dir`, refusing members that would land outside it.
+# tarfile's "data" filter (Python 3.12, 3.11.4+): a second line of defence behind `unsafe_member`.
+_DATA_FILTER = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
 
-    Members are first extracted into a temporary folder beside `dest_dir` and then moved in file by
-    file (replacing files of the same name, keeping other files such as a converted SSH.pth), so an
-    archive that fails half-way (truncated, corrupt) leaves `dest_dir` untouched and raises
-    DownloadError naming the archive and `on_error`, what was done or is to do about it.
-    Returns the top-level names moved.
+
+def unsafe_member(member):
+    """Why the tar member `member` (tarfile.TarInfo) may not be unpacked, or None when it is a regular
+    file or a folder at a relative path without `..`: links, devices, FIFOs, absolute paths and `..`
+    components could write outside the target folder or plant something other than data there."""
+    name = member.name
+    if not name or "\0" in name:
+        return "has an empty or invalid name"
+    if PurePosixPath(name).is_absolute() or PureWindowsPath(name).is_absolute() or PureWindowsPath(name).drive:
+        return "is an absolute path"
+    if ".." in PurePosixPath(name).parts or ".." in PureWindowsPath(name).parts:
+        return "has a '..' component"
+    if member.issym():
+        return f"is a symbolic link (to '{member.linkname}')"
+    if member.islnk():
+        return f"is a hard link (to '{member.linkname}')"
+    if member.ischr() or member.isblk():
+        return "is a device file"
+    if member.isfifo():
+        return "is a FIFO"
+    if not (member.isfile() or member.isdir()):
+        return f"is not a regular file or folder (tar type {member.type!r})"
+    return None
+
+
+def _conflict(staged, target):
+    """Why moving the unpacked `staged` (file or folder) to `target` would lose data, or None."""
+    if staged.is_dir() and target.exists() and not target.is_dir():
+        return f"{target} is a file where the archive has a folder"
+    if not staged.is_dir() and target.is_dir():
+        return f"{target} is a folder where the archive has a file"
+    return None
+
+
+def unpack(archive, dest_dir, on_error="delete it"):
+    """Extract the tar archive into `dest_dir`, all or nothing; returns the top-level names moved.
+
+    The whole member list is read and checked first (`unsafe_member`): an archive with any member
+    that is not a regular file or folder at a relative path inside `dest_dir` is refused whole,
+    naming that member, before anything is written. The members are then extracted into a
+    temporary folder beside `dest_dir` and moved in file by file (replacing files of the same name,
+    keeping other files such as a converted SSH.pth), so an archive that fails half-way (truncated,
+    corrupt) leaves `dest_dir` untouched. Failures raise DownloadError naming the archive and
+    `on_error`, what was done or is to do about it.
     """
     dest_dir = Path(dest_dir)
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=dest_dir, prefix=".unpack"))
-    try:
+    with contextlib.ExitStack() as stack:
         try:
-            with tarfile.open(archive) as tar:
-                tar.extractall(staging, filter="data")
-        except tarfile.FilterError as e:
-            raise DownloadError(f"{archive}: not a valid archive ({e}); {on_error}") from e
+            tar = stack.enter_context(tarfile.open(archive))
+            members = tar.getmembers()  # reads the whole archive: a truncated one fails here
         except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
             raise DownloadError(f"{archive}: not a valid archive, truncated or corrupt ({e}); {on_error}") from e
-        for member in sorted(staging.rglob("*")):
-            target = dest_dir / member.relative_to(staging)
-            if member.is_dir():
-                target.mkdir(exist_ok=True)
-            else:
-                os.replace(member, target)
-        return sorted(p.name for p in staging.iterdir())
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        bad = [(m.name, why) for m in members if (why := unsafe_member(m)) is not None]
+        if bad:
+            more = f" (and {len(bad) - 1} more unsafe members)" if len(bad) > 1 else ""
+            raise DownloadError(f"{archive}: refused, member '{bad[0][0]}' {bad[0][1]}{more} (only regular files "
+                                f"and folders at relative paths are unpacked), so nothing was unpacked; {on_error}")
+        try:
+            dest_dir.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(dir=dest_dir, prefix=".unpack"))
+            stack.callback(shutil.rmtree, staging, ignore_errors=True)
+            tar.extractall(staging, members=members, **_DATA_FILTER)
+        except (tarfile.TarError, EOFError, zlib.error) as e:
+            raise DownloadError(f"{archive}: not a valid archive, truncated or corrupt ({e}); {on_error}") from e
+        except OSError as e:
+            raise DownloadError(f"{archive}: could not be unpacked into {dest_dir} ({e}); nothing was changed") from e
+        try:
+            return _move_in(staging, dest_dir, archive)
+        except OSError as e:
+            raise DownloadError(f"{archive}: moving the unpacked files into {dest_dir} failed ({e}); run again "
+                                "once that is fixed") from e
+
+
+def _move_in(staging, dest_dir, archive):
+    """Move the unpacked tree `staging` into `dest_dir`, after checking that no file or folder there
+    would be lost (a folder where the archive has a file, or the reverse); returns the top-level names."""
+    staged = sorted(staging.rglob("*"))
+    for member in staged:
+        why = _conflict(member, dest_dir / member.relative_to(staging))
+        if why is not None:
+            raise DownloadError(f"{archive}: not unpacked, {why}; nothing was changed: move it away and run again")
+    for member in staged:
+        target = dest_dir / member.relative_to(staging)
+        if member.is_dir():
+            target.mkdir(exist_ok=True)
+        else:
+            _place(member, target)
+    return sorted(p.name for p in staging.iterdir())
+
+
+def _place(source, target):
+    """Move the file `source` to `target`, replacing it: a rename, or where `target` lies on another
+    file system (a folder of DATA_DIR that is a symlink to another disk), a copy renamed into place."""
+    try:
+        os.replace(source, target)
+    except OSError as e:
+        if e.errno != errno.EXDEV:
+            raise
+        with atomic_path(target) as tmp:
+            shutil.copyfile(source, tmp)
 
 
 def unpack_file(archive, dest_dir, sha256=None):

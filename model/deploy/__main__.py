@@ -6,9 +6,14 @@ detection is from fp32 (docs/inference.md §5.5).
     python3 -m model.deploy compare --int8 data/SSH_models/SSH_int8.onnx --check-dir val/
 """
 import argparse
+import errno
+import shlex
 import sys
+import tempfile
 import time
 from pathlib import Path
+
+from tqdm import tqdm
 
 from lib.config import add_config_args, config_from_args, data_layout
 from lib.utils.cli import first_line, one_line_warnings
@@ -19,8 +24,7 @@ from model.precision import PRECISIONS
 from model.weights.loading import load_network
 
 from .agreement import HEAD_NAMES, IOU, SCORE, detection_agreement, head_errors
-from .calibration import DEFAULT_COUNT, CalibrationBlobs, pick_images, read_images
-from .onnx_runtime import OnnxSSH
+from .calibration import DEFAULT_COUNT, CalibrationBlobs, load_images
 from .quantize import DEFAULT_METHOD, KEEP_FLOAT, METHODS, quantize_network
 
 ONNX_PACKAGES = "onnx onnxruntime onnxscript"
@@ -62,45 +66,109 @@ def parse_args(argv):
     for name in ("check_images", "images"):
         if getattr(args, name, 1) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.command == "compare" and args.check_dir is None:
+        parser.error("compare needs --check-dir, the folder of images to compare on")
     return args
 
 
-def quantize(args, cfg, net, reference):
-    """Calibrate on --calib-dir and write the int8 model; returns its path."""
-    out = args.out or int8_path(args.model)
+def check_output(path):
+    """`path` when the int8 model can be written there: an .onnx name, not a folder, in a folder that
+    exists or can be made and where a file can be created (tried with a temporary file, so a read-only
+    disk or a missing permission shows too). Raises ValueError or OSError naming `path` otherwise."""
+    path = Path(path)
+    if path.suffix != ".onnx":
+        raise ValueError(f"--out {path}: the int8 model is an ONNX graph, give it a name ending in .onnx")
+    if path.is_dir():
+        raise OSError(errno.EISDIR, "it is a folder", str(path))
+    folder = path.parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        raise OSError(errno.ENOTDIR, f"{folder} is a file, not a folder", str(path))
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise OSError(e.errno, f"{e.strerror} (in {folder})", str(path)) from None
+    return path
+
+
+def calibration_dir(args, cfg):
+    """--calib-dir, or WIDER train of DATA_DIR (FileNotFoundError when absent)."""
     calib_dir = args.calib_dir or data_layout(cfg.DATA_DIR).wider / "WIDER_train" / "images"
     if args.calib_dir is None and not calib_dir.is_dir():
         raise FileNotFoundError(f"calibration folder {calib_dir} (WIDER train) not found; pass --calib-dir "
                                 "with a few dozen images like those you will detect on")
-    images = read_images(pick_images(calib_dir, args.images))
+    return calib_dir
+
+
+def int8_detector(path, cfg, option="--int8"):
+    """The int8 Detector of the graph at `path`, after checking that it is an .onnx file that matches
+    its integrity record and that ONNX Runtime loads as an SSH graph with int8 metadata."""
+    path = Path(path)
+    if path.suffix != ".onnx":
+        raise ValueError(f"{option} {path}: not an .onnx file; make the int8 model with `python3 -m model.deploy "
+                         "quantize`")
+    net = load_network(path, "onnxruntime")
+    if net.precision != "int8":
+        raise ValueError(f"{option} {path} is an {net.precision} graph, not an int8 one: make the int8 model with "
+                         "`python3 -m model.deploy quantize`")
+    return Detector.from_config(net, cfg, "cpu", "int8")
+
+
+def remake_command(args, calib_dir, out):
+    """The `python3 -m model.deploy quantize` command that writes the same int8 model again: every
+    option that shapes it (weights, calibration images and count, method, float layers, config)."""
+    words = ["python3", "-m", "model.deploy", "quantize", "--model", str(args.model), "--calib-dir", str(calib_dir),
+             "--images", str(args.images), "--method", args.method, "--keep-float", *args.keep_float]
+    for path in args.cfg:
+        words += ["--cfg", str(path)]
+    for key, value in args.set:
+        words += ["--set", key, value]
+    return shlex.join([*words, "--out", str(out)])
+
+
+def quantize(args, net, reference, out, calib_dir, images):
+    """Calibrate on `images` (of `calib_dir`) and write the int8 model at `out`, with a progress bar
+    on stderr; returns `out`."""
     blobs = CalibrationBlobs(images, reference)
     start = time.perf_counter()
-    quantize_network(net, out, blobs, args.method, args.keep_float,
-                     metadata={"ssh.source": f"{args.model.name} sha256:{sha256_file(args.model)}"})
+    with tqdm(total=len(images), desc="int8 calibration", unit="image", file=sys.stderr, dynamic_ncols=True) as bar:
+        bar.set_postfix_str("exporting the network to ONNX")
+
+        def progress(blobs_done):
+            if blobs_done == 0:
+                bar.reset()  # the rate and ETA count calibration only
+                bar.set_postfix_str("")
+            bar.update(blobs.images_done(blobs_done) - bar.n)
+            if blobs_done == len(blobs):
+                bar.set_postfix_str("quantizing and checking the graph")
+
+        quantize_network(net, out, blobs, args.method, args.keep_float, progress=progress,
+                         metadata={"ssh.source": f"{args.model.name} sha256:{sha256_file(args.model)}"})
+        bar.set_postfix_str("done")
     write_record(out, verified_by="ONNX checker after quantization (python3 -m model.deploy quantize)",
-                 remake=f"python3 -m model.deploy quantize --model {args.model} --calib-dir {calib_dir} --out {out}")
+                 remake=remake_command(args, calib_dir, out))
     print(f"{args.model} -> {out} (int8, {out.stat().st_size / 2**20:.1f} MB; {args.method} ranges of "
           f"{len(blobs)} blobs of {len(images)} images of {calib_dir}, {time.perf_counter() - start:.0f} s)")
     return out
 
 
-def compare(args, cfg, net, reference, int8):
-    """Print the head errors and detection agreement of each reduced precision against fp32."""
-    images = read_images(pick_images(args.check_dir, args.check_images, "check"), "check")
+def compare(args, cfg, reference, images, others):
+    """Print the head errors and detection agreement of each reduced-precision Detector of `others`
+    ({precision: Detector}) against fp32 on the check `images`, with progress bars on stderr."""
     blobs = CalibrationBlobs(images, reference)
     print(f"check: {len(images)} images of {args.check_dir} ({len(blobs)} blobs, TEST.SCALES {list(cfg.TEST.SCALES)}, "
-          f"MAX_SIZE {cfg.TEST.MAX_SIZE}); detections at score >= {args.score} matched at IoU >= {IOU}")
+          f"MAX_SIZE {cfg.TEST.MAX_SIZE}); detections at score >= {args.score} matched at IoU >= {IOU}", flush=True)
     print(f"{'precision':<9} " + " ".join(f"{h:>8}" for h in HEAD_NAMES)
-          + f" {'fp32 dets':>9} {'dets':>6} {'precision':>9} {'recall':>7}")
-    for precision in args.precisions:
-        if precision == "int8" and int8 is None:
-            continue
-        other_net = OnnxSSH.from_file(int8) if precision == "int8" else net
-        other = Detector.from_config(other_net, cfg, "cpu", precision)
-        errors = head_errors(reference, other, blobs)
-        agree = detection_agreement(reference, other, images, args.score)
+          + f" {'fp32 dets':>9} {'dets':>6} {'precision':>9} {'recall':>7}", flush=True)
+    bar = {"file": sys.stderr, "leave": False, "dynamic_ncols": True}
+    for precision, other in others.items():
+        errors = head_errors(reference, other, tqdm(blobs, desc=f"{precision} heads", unit="blob", **bar))
+        agree = detection_agreement(reference, other, tqdm(images, desc=f"{precision} detections", unit="image", **bar),
+                                    args.score)
         print(f"{precision:<9} " + " ".join(f"{errors[h]:>8.2e}" for h in HEAD_NAMES)
-              + f" {agree.reference:>9} {agree.detections:>6} {agree.precision:>9.4f} {agree.recall:>7.4f}")
+              + f" {agree.reference:>9} {agree.detections:>6} {agree.precision:>9.4f} {agree.recall:>7.4f}", flush=True)
 
 
 def main(argv=None):
@@ -112,9 +180,21 @@ def main(argv=None):
         args.model = args.model or data_layout(cfg.DATA_DIR).ssh_model
         net = load_network(args.model, "pytorch")
         reference = Detector.from_config(net, cfg, "cpu")
-        int8 = quantize(args, cfg, net, reference) if args.command == "quantize" else args.int8
-        if args.check_dir is not None:
-            compare(args, cfg, net, reference, int8)
+        # Every file and folder is checked here, before calibration and detection take their minutes.
+        others = {p: Detector.from_config(net, cfg, "cpu", p) for p in args.precisions if p != "int8"}
+        if args.command == "quantize":
+            out = check_output(args.out or int8_path(args.model))
+            calib_dir = calibration_dir(args, cfg)
+            calib_images = load_images(calib_dir, args.images)
+        elif args.int8 is not None and "int8" in args.precisions:
+            others["int8"] = int8_detector(args.int8, cfg)
+        check_images = load_images(args.check_dir, args.check_images, "check") if args.check_dir else None
+        if args.command == "quantize":
+            int8 = quantize(args, net, reference, out, calib_dir, calib_images)
+            if check_images is not None and "int8" in args.precisions:
+                others["int8"] = int8_detector(int8, cfg, "--out")
+        if check_images is not None:
+            compare(args, cfg, reference, check_images, {p: others[p] for p in args.precisions if p in others})
         return 0
     except FileNotFoundError as e:
         hint = " Fetch it with `make fetch-models`." if official and not args.model.is_file() else ""

@@ -30,10 +30,13 @@ KEEP_FLOAT = tuple(f"{m}.{head}" for m in ("m1", "m2", "m3") for head in ("cls_s
 class BlobReader:
     """onnxruntime CalibrationDataReader over a sequence of input blobs; ONNX Runtime's strided
     calibration (CalibStridedMinMax) reads it one blob at a time through `set_range`, so only one
-    blob's intermediate tensors are held at once."""
+    blob's intermediate tensors are held at once. `progress(blobs_done)`, when given, is called with 0
+    at the first read and after each range has run through the network."""
 
-    def __init__(self, blobs):
+    def __init__(self, blobs, progress=None):
         self.blobs = blobs
+        self.progress = progress
+        self.started = False
         self.set_range(0, len(blobs))
 
     def __len__(self):
@@ -41,10 +44,18 @@ class BlobReader:
 
     def set_range(self, start_index, end_index):
         self.pending = iter(range(start_index, end_index))
+        self.end = end_index
 
     def get_next(self):
+        if self.progress is not None and not self.started:
+            self.started = True
+            self.progress(0)
         index = next(self.pending, None)
-        return None if index is None else {INPUT_NAME: self.blobs[index]}
+        if index is None:
+            if self.progress is not None:
+                self.progress(self.end)
+            return None
+        return {INPUT_NAME: self.blobs[index]}
 
 
 class _DropPreprocessingAdvice(logging.Filter):
@@ -78,12 +89,14 @@ def conv_nodes(model, modules):
     return [by_module[m] for m in modules]
 
 
-def quantize_network(net, path, blobs, method=DEFAULT_METHOD, keep_float=KEEP_FLOAT, metadata=None):
+def quantize_network(net, path, blobs, method=DEFAULT_METHOD, keep_float=KEEP_FLOAT, metadata=None, progress=None):
     """Write `net` (an `SSH`) quantized to int8 at `path`, atomically; returns `path`.
 
     blobs: a sequence of 1 x 3 x H x W float32 calibration inputs (calibration.CalibrationBlobs);
     method: one of METHODS; keep_float: SSH convolution paths left in float32; metadata: extra
-    string entries for the graph's metadata. Nothing is written when any step fails.
+    string entries for the graph's metadata; progress: called with the number of blobs calibrated,
+    0 when calibration starts (after the export) and len(blobs) when it ends (the quantized graph is
+    then written and checked). Nothing is written when any step fails.
     """
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -97,7 +110,7 @@ def quantize_network(net, path, blobs, method=DEFAULT_METHOD, keep_float=KEEP_FL
         float_path = export_onnx(net, Path(tmp) / "float.onnx")
         excluded = conv_nodes(onnx.load(str(float_path)), keep_float)
         with quiet_quantizer():
-            quantize_static(str(float_path), str(out), BlobReader(blobs), quant_format=QuantFormat.QDQ,
+            quantize_static(str(float_path), str(out), BlobReader(blobs, progress), quant_format=QuantFormat.QDQ,
                             per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                             calibrate_method=CALIBRATORS[method](CalibrationMethod),
                             nodes_to_exclude=excluded, extra_options={"CalibStridedMinMax": 1})

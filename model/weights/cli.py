@@ -56,7 +56,8 @@ def main(argv=None):
             remake = f"python3 -m model.weights convert --model {model} --out {out}"
             print(f"{model} -> {convert(model, out, remake)} (plain state_dict, bit-identical, recorded)")
         else:
-            ensure_weights(args.command, args.data, args.url, sha256=args.sha256, archive=args.archive)
+            ensure_weights(args.command, args.data, args.url, sha256=args.sha256, archive=args.archive,
+                           verbose=True)
     except FileNotFoundError as e:
         print(f"error: {e}; fetch the official model with `python3 -m model.weights ssh --data {args.data}` "
               "or name the weights with --model", file=sys.stderr)

@@ -1,8 +1,12 @@
 """lib/utils/download.py against a local server (tests/http_server.py) that cuts connections, ignores
 Range, stalls and fails: resumed files are byte-identical, a short body is never complete, hashes
-are checked, 404 is not retried, and a truncated archive leaves nothing half-unpacked."""
+are checked, 404 is not retried, a truncated archive leaves nothing half-unpacked, and an archive
+with any member but regular files and folders inside the target is refused before anything is written."""
+import errno
 import hashlib
+import io
 import os
+import tarfile
 
 import pytest
 
@@ -156,12 +160,113 @@ def test_truncated_archive_from_elsewhere_says_what_to_delete(tmp_path):
     archive.write_bytes(ARCHIVE[:-1000])
     with pytest.raises(DownloadError, match=f"truncated or corrupt .*; delete {archive} and download it again"):
         unpack_file(archive, tmp_path / "data")
-    assert list((tmp_path / "data").iterdir()) == []
+    assert not (tmp_path / "data").exists()  # the whole archive is read before anything is written
 
 
-def test_unpack_refuses_members_outside(tmp_path):
-    archive = tmp_path / "evil.tar.gz"
-    archive.write_bytes(tar_gz({"../evil.txt": b"x"}))
-    with pytest.raises(DownloadError, match="not a valid archive"):
-        unpack(archive, tmp_path / "data")
-    assert not (tmp_path / "evil.txt").exists() and list((tmp_path / "data").iterdir()) == []
+def special_tar_gz(members):
+    """Bytes of a .tar.gz of (TarInfo keyword arguments, file bytes or None) pairs, in that order."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=1) as tar:
+        for fields, data in members:
+            info = tarfile.TarInfo(fields.pop("name"))
+            for key, value in fields.items():
+                setattr(info, key, value)
+            info.size = len(data) if data is not None else 0
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return buf.getvalue()
+
+
+GOOD = [({"name": "SSH_models", "type": tarfile.DIRTYPE}, None), ({"name": "SSH_models/SSH.caffemodel"}, BODY[:1000])]
+# (member, what the error says about it); each comes after GOOD, so a valid archive carries it.
+UNSAFE = [
+    ({"name": "{tmp}/evil_abs"}, "is an absolute path"),
+    ({"name": "../evil.txt"}, "has a '..' component"),
+    ({"name": "SSH_models/../../evil.txt"}, "has a '..' component"),
+    ({"name": "SSH_models/link", "type": tarfile.SYMTYPE, "linkname": "{tmp}/evil_abs"},
+     "is a symbolic link (to '{tmp}/evil_abs')"),
+    ({"name": "SSH_models/inside", "type": tarfile.SYMTYPE, "linkname": "SSH.caffemodel"},
+     "is a symbolic link (to 'SSH.caffemodel')"),
+    ({"name": "SSH_models/hard", "type": tarfile.LNKTYPE, "linkname": "SSH_models/SSH.caffemodel"},
+     "is a hard link (to 'SSH_models/SSH.caffemodel')"),
+    ({"name": "SSH_models/null", "type": tarfile.CHRTYPE, "devmajor": 1, "devminor": 3}, "is a device file"),
+    ({"name": "SSH_models/disk", "type": tarfile.BLKTYPE, "devmajor": 8, "devminor": 0}, "is a device file"),
+    ({"name": "SSH_models/pipe", "type": tarfile.FIFOTYPE}, "is a FIFO"),
+]
+
+
+def hostile_archive(tmp_path, member):
+    fields = {k: v.format(tmp=tmp_path) if isinstance(v, str) else v for k, v in member.items()}
+    return special_tar_gz([*((dict(f), d) for f, d in GOOD), (fields, b"x" if "type" not in fields else None)])
+
+
+@pytest.mark.parametrize("member, why", UNSAFE, ids=["absolute", "dotdot", "dotdot-inside", "symlink-out",
+                                                       "symlink-in", "hardlink", "char-device", "block-device", "fifo"])
+def test_archive_with_any_unsafe_member_is_refused_whole_before_anything_is_written(tmp_path, member, why):
+    archive = tmp_path / "SSH_models.tar.gz"
+    archive.write_bytes(hostile_archive(tmp_path, member))
+    data = tmp_path / "data"
+    with pytest.raises(DownloadError) as e:
+        unpack_file(archive, data)
+    name = member["name"].format(tmp=tmp_path)
+    assert str(e.value) == (f"{archive}: refused, member '{name}' {why.format(tmp=tmp_path)} (only regular files and "
+                            "folders at relative paths are unpacked), so nothing was unpacked; delete "
+                            f"{archive} and download it again")
+    assert not data.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["SSH_models.tar.gz"]
+
+
+def test_refused_archive_leaves_the_installed_files_as_they_were(tmp_path):
+    data = tmp_path / "data"
+    (data / "SSH_models").mkdir(parents=True)
+    (data / "SSH_models" / "SSH.caffemodel").write_bytes(b"installed")
+    archive = tmp_path / "a.tar.gz"
+    archive.write_bytes(special_tar_gz([*((dict(f), d) for f, d in GOOD), ({"name": "/evil"}, b"x"),
+                                        ({"name": "SSH_models/x", "type": tarfile.FIFOTYPE}, None)]))
+    with pytest.raises(DownloadError, match=r"member '/evil' is an absolute path \(and 1 more unsafe members\)"):
+        unpack(archive, data)
+    assert [p.relative_to(data).as_posix() for p in sorted(data.rglob("*"))] == ["SSH_models",
+                                                                                 "SSH_models/SSH.caffemodel"]
+    assert (data / "SSH_models" / "SSH.caffemodel").read_bytes() == b"installed"
+
+
+def test_a_file_where_a_folder_is_installed_is_refused_and_nothing_changes(tmp_path):
+    data = tmp_path / "data"
+    (data / "SSH_models" / "SSH.caffemodel").mkdir(parents=True)  # e.g. a folder of the user's
+    (data / "other.txt").write_bytes(b"mine")
+    archive = tmp_path / "a.tar.gz"
+    archive.write_bytes(tar_gz({"other.txt": b"theirs", "SSH_models/SSH.caffemodel": BODY[:10]}))
+    with pytest.raises(DownloadError, match=f"{data}/SSH_models/SSH.caffemodel is a folder where the archive has a "
+                                            "file; nothing was changed"):
+        unpack(archive, data)
+    assert (data / "other.txt").read_bytes() == b"mine" and (data / "SSH_models" / "SSH.caffemodel").is_dir()
+    assert sorted(p.name for p in data.iterdir()) == ["SSH_models", "other.txt"]
+
+
+def test_downloaded_archive_with_an_absolute_member_is_refused_and_deleted(server, tmp_path):
+    server.routes["/a.tar.gz"] = Route(hostile_archive(tmp_path, {"name": "{tmp}/evil_abs"}))
+    data = tmp_path / "data"
+    with pytest.raises(DownloadError, match=f"member '{tmp_path}/evil_abs' is an absolute path .*, so nothing was "
+                                            "unpacked; it was deleted: run `again` again"):
+        fetch_archive(server.url + "/a.tar.gz", data, "a.tar.gz", rerun="`again`")
+    assert list(data.iterdir()) == [] and not (tmp_path / "evil_abs").exists()
+
+
+def test_unpack_moves_files_across_file_systems_with_a_copy(tmp_path, monkeypatch):
+    """A folder of DATA_DIR may be a symlink to another disk, where a rename fails with EXDEV."""
+    replace = os.replace
+
+    def cross_device(source, target):
+        if ".unpack" in str(source):
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        replace(source, target)
+
+    monkeypatch.setattr(os, "replace", cross_device)
+    assert unpack_file_bytes(tmp_path, ARCHIVE) == ["SSH_models"]
+    assert (tmp_path / "data" / "SSH_models" / "SSH.caffemodel").read_bytes() == BODY
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["SSH_models"]
+
+
+def unpack_file_bytes(tmp_path, data):
+    archive = tmp_path / "a.tar.gz"
+    archive.write_bytes(data)
+    return unpack_file(archive, tmp_path / "data")

@@ -1,7 +1,9 @@
 """int8 quantization (model.deploy.quantize, `python3 -m model.deploy`): a calibrated int8 graph
 that runs any input size and stays within a stated error of fp32, reproducible files, the
 precision checks, and clear exit-2 errors that leave nothing behind."""
+import shlex
 import shutil
+import warnings
 
 import cv2
 import numpy as np
@@ -18,7 +20,8 @@ from lib.image_io import read_image  # noqa: E402
 from lib.utils.integrity import check_record  # noqa: E402
 from model.deploy.__main__ import main  # noqa: E402
 from model.deploy.agreement import HEAD_NAMES, head_errors, matched_count  # noqa: E402
-from model.deploy.calibration import CalibrationBlobs, CalibrationError, pick_images  # noqa: E402
+from model.deploy.calibration import (CalibrationBlobs, CalibrationError, CalibrationWarning,  # noqa: E402
+                                      load_images)
 from model.deploy.onnx_export import export_onnx  # noqa: E402
 from model.deploy import onnx_runtime  # noqa: E402
 from model.deploy.onnx_export import OUTPUT_NAMES  # noqa: E402
@@ -151,9 +154,8 @@ def test_calibration_images_spread_over_subfolders_and_blobs_follow_the_test_lev
         folder.mkdir(exist_ok=True)
         cv2.imwrite(str(folder / f"{i}.png"), np.full((40, 60, 3), i, np.uint8))
     (tmp_path / "notes.txt").write_text("not an image")
-    picked = pick_images(tmp_path, 4)
-    assert [p.relative_to(tmp_path).as_posix() for p in picked] == ["a/0.png", "a/3.png", "b/6.png", "b/9.png"]
-    assert len(pick_images(tmp_path, 50)) == 10
+    assert [int(image[0, 0, 0]) for image in load_images(tmp_path, 4)] == [0, 3, 6, 9]  # a/0, a/3, b/6, b/9
+    assert len(load_images(tmp_path, 50)) == 10
     cfg = get_config()
     cfg.TEST.update(SCALES=[50, 100], PYRAMID_BASE_SIZE=[40, 60])  # two pyramid levels per image
     detector = Detector.from_config(torch.nn.Identity(), cfg)
@@ -198,7 +200,9 @@ def test_cli_quantizes_and_compares(random_checkpoint, tmp_path, capsys):
     small = ["--set", "TEST.SCALES", "[96]", "--set", "TEST.MAX_SIZE", "128"]
     assert main(["quantize", "--model", str(pth), "--calib-dir", str(calib), "--out", str(out),
                  "--check-dir", str(check), "--precisions", "bf16", "int8", *small]) == 0
-    lines = capsys.readouterr().out.splitlines()
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert "int8 calibration: 100%" in captured.err and "2/2 [" in captured.err  # tqdm bar: images done, ETA
     assert lines[0].startswith(f"{pth} -> {out} (int8,") and "minmax ranges of 2 blobs of 2 images" in lines[0]
     assert lines[1].startswith(f"check: 1 images of {check}")
     assert lines[2].split() == ["precision", *" ".join(HEAD_NAMES).split(), "fp32", "dets", "dets", "precision",
@@ -209,6 +213,136 @@ def test_cli_quantizes_and_compares(random_checkpoint, tmp_path, capsys):
                  "--precisions", "int8", *small]) == 0
     assert capsys.readouterr().out.splitlines()[2] == lines[4]  # the file gives what quantize measured
     assert check_record(out)["verified_by"].startswith("ONNX checker")  # recorded, so damage is caught on use
+
+
+def test_the_recorded_remake_command_writes_the_same_file(random_checkpoint, tmp_path, capsys):
+    """Every option that shapes the int8 model is in its record's command: running it gives the same bytes."""
+    _, pth = random_checkpoint
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    for name in PHOTOS:
+        shutil.copy(cbook.get_sample_data(name, asfileobj=False), calib / name)
+    out = tmp_path / "q.onnx"
+    assert main(["quantize", "--model", str(pth), "--calib-dir", str(calib), "--images", "2", "--keep-float",
+                 "m1.cls_score", "--out", str(out), "--set", "TEST.SCALES", "[64]", "--set", "TEST.MAX_SIZE", "96"]) == 0
+    remake = check_record(out)["remake"]
+    assert remake == (f"python3 -m model.deploy quantize --model {pth} --calib-dir {calib} --images 2 --method minmax "
+                      f"--keep-float m1.cls_score --set TEST.SCALES '[64]' --set TEST.MAX_SIZE 96 --out {out}")
+    first = out.read_bytes()
+    out.unlink()
+    assert main(shlex.split(remake)[3:]) == 0
+    assert out.read_bytes() == first
+    assert "minmax ranges of 2 blobs of 2 images" in capsys.readouterr().out
+
+
+def fail_if_called(*args, **kwargs):
+    pytest.fail("calibration or detection ran before the inputs were checked")
+
+
+@pytest.fixture
+def nothing_expensive(monkeypatch):
+    """Calibration and every detection fail the test: the checks must come first."""
+    for name in ("quantize_network", "head_errors", "detection_agreement"):
+        monkeypatch.setattr(f"model.deploy.__main__.{name}", fail_if_called)
+    monkeypatch.setattr(Detector, "forward", fail_if_called)
+
+
+def test_compare_checks_the_int8_graph_before_any_detection(random_checkpoint, tmp_path, capsys, nothing_expensive):
+    _, pth = random_checkpoint
+    check = tmp_path / "check"
+    check.mkdir()
+    shutil.copy(cbook.get_sample_data(PHOTOS[0], asfileobj=False), check / PHOTOS[0])
+    relu = onnx.helper.make_graph([onnx.helper.make_node("Relu", ["x"], ["y"])], "relu",
+                                  [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 4, 4])],
+                                  [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 3, 4, 4])])
+    not_ssh = tmp_path / "notssh.onnx"
+    onnx.save(onnx.helper.make_model(relu, opset_imports=[onnx.helper.make_opsetid("", 18)]), str(not_ssh))
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"not a graph")
+    fp32 = export_onnx(random_checkpoint[0], tmp_path / "fp32.onnx")
+    weights = tmp_path / "weights.pth"
+    shutil.copy(pth, weights)
+    expected = {not_ssh: f"error: {not_ssh}: not an SSH graph (inputs ['x'], outputs ['y']; expected [images]",
+                junk: f"error: {junk}: not an ONNX model ONNX Runtime can load (",
+                fp32: f"error: --int8 {fp32} is an fp32 graph, not an int8 one: make the int8 model with",
+                weights: f"error: --int8 {weights}: not an .onnx file",
+                tmp_path / "gone.onnx": f"error: model file not found: {tmp_path / 'gone.onnx'}."}
+    for int8, message in expected.items():
+        assert main(["compare", "--model", str(pth), "--int8", str(int8), "--check-dir", str(check)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(message) and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("case", ["out-is-a-folder", "out-under-a-file", "out-not-onnx", "check-dir-missing",
+                                  "check-dir-unreadable"])
+def test_quantize_checks_every_path_before_calibration(random_checkpoint, tmp_path, capsys, nothing_expensive, case):
+    _, pth = random_checkpoint
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    shutil.copy(cbook.get_sample_data(PHOTOS[0], asfileobj=False), calib / PHOTOS[0])
+    out, check = tmp_path / "q.onnx", tmp_path / "check"
+    blocker = tmp_path / "file"
+    blocker.write_text("a file, not a folder")
+    if case == "out-is-a-folder":
+        out.mkdir()
+    elif case == "out-under-a-file":
+        out = blocker / "sub" / "q.onnx"
+    elif case == "out-not-onnx":
+        out = tmp_path / "q.pth"
+    elif case == "check-dir-unreadable":
+        check.mkdir()
+        (check / "a.jpg").write_bytes(b"not a jpeg")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CalibrationWarning)  # a.jpg is not used (tested below)
+        assert main(["quantize", "--model", str(pth), "--calib-dir", str(calib), "--out", str(out),
+                     "--check-dir", str(check)]) == 2
+    expected = {"out-is-a-folder": f"error: cannot write {out}: it is a folder.",
+                "out-under-a-file": f"error: cannot write {out}: {blocker} is a file, not a folder.",
+                "out-not-onnx": f"error: --out {out}: the int8 model is an ONNX graph, give it a name ending in .onnx",
+                "check-dir-missing": f"error: check folder {check} does not exist",
+                "check-dir-unreadable": "error: none of the 1 check images could be read (first: "}[case]
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith(expected)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
+
+
+def write_numbered_images(folder, broken):
+    """Images 0.png ... 4.png of pixel value 10 * i, those in `broken` not decodable."""
+    folder.mkdir()
+    for i in range(5):
+        if i in broken:
+            (folder / f"{i}.png").write_bytes(b"not a png")
+        else:
+            cv2.imwrite(str(folder / f"{i}.png"), np.full((8, 8, 3), 10 * i, np.uint8))
+
+
+@pytest.mark.parametrize("broken, count, expected", [
+    ({0}, 1, [1]),  # the one picked is broken: the next file replaces it
+    ({0}, 2, [1, 4]),  # picks 0 and 4: 0 is replaced by the file after it
+    ({4}, 3, [0, 2, 1]),  # picks 0, 2, 4: 4 has nothing after it, an unused file fills in
+    ({0, 1, 3, 4}, 3, [2]),  # fewer readable images than asked: all of them
+    (set(), 9, [0, 1, 2, 3, 4]),
+])
+def test_broken_images_are_replaced_by_readable_ones(tmp_path, broken, count, expected):
+    folder = tmp_path / "images"
+    write_numbered_images(folder, broken)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        images = load_images(folder, count, "check")
+    assert [int(image[0, 0, 0]) // 10 for image in images] == expected
+    named = sorted(str(w.message).split(":")[0] for w in caught if issubclass(w.category, CalibrationWarning))
+    assert all(m.endswith("not used as a check image") for m in (str(w.message) for w in caught))
+    assert set(named) <= {str(folder / f"{i}.png") for i in broken} and len(named) == len(set(named))
+
+
+def test_compare_check_images_skips_a_broken_first_image(random_checkpoint, tmp_path, capsys):
+    _, pth = random_checkpoint
+    check = tmp_path / "check"
+    write_numbered_images(check, {0})
+    with pytest.warns(CalibrationWarning, match=f"^{check / '0.png'}: .*; not used as a check image$"):
+        assert main(["compare", "--model", str(pth), "--check-dir", str(check), "--check-images", "1", "--precisions",
+                     "bf16", "--set", "TEST.SCALES", "[32]", "--set", "TEST.MAX_SIZE", "32"]) == 0
+    assert capsys.readouterr().out.startswith(f"check: 1 images of {check}")
 
 
 @pytest.mark.parametrize("case", ["missing", "empty", "unreadable"])
@@ -231,7 +365,7 @@ def test_cli_calibration_folder_errors_exit_2_and_write_nothing(random_checkpoin
     assert not out.exists() or not any(out.iterdir())
 
 
-def test_pick_images_errors_name_the_folder(tmp_path):
+def test_image_folder_errors_name_the_folder(tmp_path):
     (tmp_path / "file.jpg").write_bytes(b"")
     with pytest.raises(CalibrationError, match=f"check folder {tmp_path / 'file.jpg'} is not a folder"):
-        pick_images(tmp_path / "file.jpg", role="check")
+        load_images(tmp_path / "file.jpg", role="check")

@@ -1,5 +1,9 @@
 """model/weights/convert.py and `python3 -m model.weights convert`: the .pth holds the caffemodel's
 tensors bit for bit, is recorded, and test.py / load_network accept it with the same detections."""
+import pickle
+import warnings
+import zipfile
+
 import pytest
 import torch
 from matplotlib import cbook
@@ -31,6 +35,18 @@ def test_cli_default_paths_write_a_bit_identical_recorded_state_dict(data, capsy
     assert all(same_bits(state[k], v) for k, v in reference.items())
     assert record_path(pth).is_file()
     assert all(same_bits(a, b) for a, b in zip(load_network(pth).state_dict().values(), reference.values()))
+
+
+def test_pth_is_pickle_protocol_2_which_loads_without_warnings(data, tmp_path):
+    """torch.load(weights_only=True) warns about, and for 4 and 5 cannot read, other pickle protocols;
+    the files written here use 2, torch.save's default, so no tool shows that warning for them."""
+    pth = convert(data / "SSH_models" / "SSH.caffemodel", tmp_path / "ssh.pth", "remake")
+    with zipfile.ZipFile(pth) as archive:
+        (pickle_name,) = [n for n in archive.namelist() if n.endswith("/data.pkl")]
+        assert archive.read(pickle_name)[:2] == bytes([pickle.PROTO[0], 2])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_network(pth)
 
 
 def test_same_bits_tells_negative_zero():

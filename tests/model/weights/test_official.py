@@ -2,7 +2,9 @@
 unpacked safely, verified by a strict load and recorded, against a local server on 127.0.0.1 serving
 archives built here; `--archive`, `--sha256`, SSH_DATA_DIR and the integrity record checks."""
 import hashlib
+import io
 import json
+import tarfile
 
 import pytest
 import torch
@@ -92,7 +94,7 @@ def test_file_unpacked_by_hand_gets_a_record(archive, tmp_path):
 
 @pytest.mark.parametrize("route, message", [
     ("/not_a_tar", "not a valid archive, truncated or corrupt"),
-    ("/escape.tar.gz", "not a valid archive"),
+    ("/escape.tar.gz", "refused, member '../evil.txt' has a '..' component"),
     ("/wrong_content.tar.gz", "did not contain SSH_models/SSH.caffemodel"),
     ("/missing", "could not download .*: HTTP 404"),
 ])
@@ -118,6 +120,41 @@ def test_truncated_download_is_resumed_by_the_next_run(server, archive, tmp_path
     assert main(["ssh", "--data", str(tmp_path), "--url", f"{server.url}/cut-short", "--sha256", sha]) == 0
     assert [r for p, r in server.requests if p == "/cut.tar.gz"][-1] == f"bytes={len(archive[0]) // 3}-"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["SSH_models"]
+
+
+def test_cli_says_in_one_line_what_was_installed_and_that_it_is_already_installed(archive, tmp_path, capsys):
+    path = tmp_path / "SSH_models.tar.gz"
+    path.write_bytes(archive[0])
+    data = tmp_path / "data"
+    model = data / "SSH_models" / "SSH.caffemodel"
+    assert main(["ssh", "--data", str(data), "--archive", str(path)]) == 0
+    sha = hashlib.sha256(model.read_bytes()).hexdigest()
+    out = capsys.readouterr().out
+    assert out == (f"{model}: installed and verified (strict load into SSH: 38 layers, 75 tensors; "
+                   f"SHA-256 {sha[:12]}…)\n")
+    assert main(["ssh", "--data", str(data)]) == 0
+    assert capsys.readouterr().out == (f"{model}: already installed and verified (size and SHA-256 {sha[:12]}… "
+                                       f"match {record_path(model)})\n")
+
+
+def test_cli_refuses_an_archive_with_an_absolute_member_and_installs_nothing(archive, tmp_path, capsys):
+    """A valid archive plus one member at an absolute path: refused whole, nothing written anywhere."""
+    evil = tmp_path / "evil_abs"
+    hostile = tmp_path / "SSH_models.tar.gz"
+    with tarfile.open(fileobj=io.BytesIO(archive[0])) as good, tarfile.open(hostile, "w:gz") as out:
+        for member in good.getmembers():
+            out.addfile(member, good.extractfile(member))
+        info = tarfile.TarInfo(str(evil))
+        info.size = 1
+        out.addfile(info, io.BytesIO(b"x"))
+    data = tmp_path / "data"
+    assert main(["ssh", "--data", str(data), "--archive", str(hostile)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == (f"error: {hostile}: refused, member '{evil}' is an absolute path (only regular files and "
+                            "folders at relative paths are unpacked), so nothing was unpacked; delete "
+                            f"{hostile} and download it again\n")
+    assert not data.exists() and not evil.exists()
 
 
 def test_cli_archive_and_sha256(archive, tmp_path, capsys):
@@ -155,7 +192,11 @@ def test_cli_without_network_says_what_to_do(tmp_path, capsys, sleeps):
     assert main(["ssh", "--data", str(tmp_path), "--url", "http://127.0.0.1:9/SSH_models.tar.gz"]) == 2
     err = capsys.readouterr().err
     assert "could not download http://127.0.0.1:9/SSH_models.tar.gz (" in err and "in 4 attempts" in err
-    assert f"run `python3 -m model.weights ssh --data {tmp_path} --archive /path/to/SSH_models.tar.gz`" in err
+    assert err.endswith(
+        "in 4 attempts. Without network access here: on a machine that has it, download "
+        "http://127.0.0.1:9/SSH_models.tar.gz (the file is SSH_models.tar.gz), copy that file to this machine, e.g. "
+        f"into the current folder, and run `python3 -m model.weights ssh --data {tmp_path} --archive "
+        f"SSH_models.tar.gz`, which unpacks, verifies and records {tmp_path}/SSH_models/SSH.caffemodel\n")
     assert sleeps == [1.0, 2.0, 4.0]
 
 
