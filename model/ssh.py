@@ -5,6 +5,8 @@ M2 on conv5_3 (stride 16), M3 on pool6 (stride 32). Layer names, learning-rate a
 multipliers are those of the official prototxts and live in one table, CAFFE_LAYERS.
 """
 import pickle
+import warnings
+import zipfile
 from collections import namedtuple
 
 import torch
@@ -45,6 +47,17 @@ CAFFE_LAYERS = (
     *(LayerSpec(f"{m}@{caffe}", f"{m}.{attr}", *_MODULE, "gaussian")
       for m in ("m3", "m2", "m1") for caffe, attr in _MODULE_LAYERS),
 )
+
+
+def pickle_protocol(path):
+    """The pickle protocol of a zip-format .pth file (the byte after its pickle's PROTO opcode), or None."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            name = next((n for n in z.namelist() if n.endswith("/data.pkl") or n == "data.pkl"), None)
+            head = z.open(name).read(2) if name else b""
+    except (OSError, zipfile.BadZipFile):
+        return None
+    return head[1] if len(head) == 2 and head[0] == pickle.PROTO[0] else None
 
 
 class SSH(nn.Module):
@@ -138,11 +151,18 @@ class SSH(nn.Module):
         A missing file raises FileNotFoundError; one that torch cannot read, or whose tensors are not
         SSH's, ValueError naming it and the first differing tensors.
         """
+        protocol = pickle_protocol(path)
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():  # torch warns of every protocol but its default 2; we say what matters
+                warnings.filterwarnings("ignore", "Detected pickle protocol")
+                state = torch.load(path, map_location="cpu", weights_only=True)
         except FileNotFoundError:
             raise
         except pickle.UnpicklingError:
+            if protocol is not None and protocol > 2:
+                raise ValueError(f"{path}: saved with pickle protocol {protocol}, which torch.load(weights_only=True) "
+                                 "cannot read safely; save it again with torch.save(state_dict, path) (protocol 2, "
+                                 "the default)") from None
             raise ValueError(f"{path}: not a PyTorch checkpoint of tensors and plain values") from None
         except (RuntimeError, EOFError, OSError) as e:
             raise ValueError(f"{path}: not a readable PyTorch checkpoint ({first_line(e)})") from None

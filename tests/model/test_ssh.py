@@ -230,3 +230,27 @@ def test_prototxt_parser_reads_nested_messages():
     """Guards the test helper itself: nested blocks, quotes, comments, repeated keys."""
     parsed = parse_prototxt('a: 1 # c\nb { c: "x" d: \'y\' e { f: 2.5 } } b { }\ng: TRUE')
     assert parsed == [("a", 1), ("b", [("c", "x"), ("d", "y"), ("e", [("f", 2.5)])]), ("b", []), ("g", "TRUE")]
+
+
+def test_checkpoints_of_other_pickle_protocols(tmp_path):
+    """Protocol 3 loads without torch's protocol warning; 4 and 5, which torch's safe loader refuses, get a
+    sentence naming the protocol and the fix instead of 'not a checkpoint'."""
+    torch.manual_seed(0)
+    state = SSH().state_dict()
+    for protocol in (2, 3, 4, 5):
+        torch.save(state, tmp_path / f"p{protocol}.pth", pickle_protocol=protocol)
+    for protocol in (2, 3):
+        net = SSH()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            net.load_checkpoint(tmp_path / f"p{protocol}.pth")
+        assert all(torch.equal(net.state_dict()[k], v) for k, v in state.items())
+    for protocol in (4, 5):  # refused by torch 2.14's safe loader; a later torch may read them
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            try:
+                SSH().load_checkpoint(tmp_path / f"p{protocol}.pth")
+            except ValueError as e:
+                assert str(e) == (f"{tmp_path / f'p{protocol}.pth'}: saved with pickle protocol {protocol}, which "
+                                  "torch.load(weights_only=True) cannot read safely; save it again with "
+                                  "torch.save(state_dict, path) (protocol 2, the default)")
