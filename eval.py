@@ -103,7 +103,7 @@ def report(results, pred_dir, gt_dir, name, matlab, json_path, plot_path, baseli
         where = "EVAL_TOOLS"
         print(f"(no wider_eval.m beside {gt_dir}: EVAL_TOOLS below is the official tool's folder, eval_tools/ of "
               "eval_tools.zip, which holds wider_eval.m and ground_truth/)")
-    print("Official MATLAB tool (same numbers, minutes instead of seconds):\n"
+    print("Official MATLAB tool (same numbers unless box rows were left out above; minutes instead of seconds):\n"
           f'  cd {where} && {matlab} -nodisplay -nodesktop -r "{call}"')
 
 

@@ -19,13 +19,16 @@ def match_predictions(pred_info, gt_bbx):
     Corners are x2 = x + w (double for predictions, saturating int32 for the gt). MATLAB's
     `[max_overlap, idx] = max(overlap_list)` takes the first gt holding the largest overlap, and the
     prediction is assigned when that overlap >= 0.5, i.e. >= 1 for integer overlaps.
-    Returns (idx (N,) int64, assigned (N,) bool).
+    Returns (idx (N,) int64, assigned (N,) bool). Inf, NaN and overflowing corners or areas (read_pred
+    leaves such rows out; other callers may not) follow the int32 rules silently, without
+    RuntimeWarnings.
     """
-    p = pred_info[:, :4].copy()
-    p[:, 2:] += p[:, :2]
-    g = np.asarray(gt_bbx, dtype=np.int64).copy()
-    g[:, 2:] = mi.add(g[:, 2:], g[:, :2])
-    overlap = boxoverlap(g, p)
+    with np.errstate(over="ignore", invalid="ignore"):
+        p = pred_info[:, :4].copy()
+        p[:, 2:] += p[:, :2]
+        g = np.asarray(gt_bbx, dtype=np.int64).copy()
+        g[:, 2:] = mi.add(g[:, 2:], g[:, :2])
+        overlap = boxoverlap(g, p)
     idx = overlap.argmax(axis=1)
     return idx, overlap[np.arange(len(idx)), idx] >= IOU_THRESH
 

@@ -13,9 +13,13 @@ REALMAX_SINGLE = np.finfo(np.float32).max
 
 
 def norm_score(pred_list):
-    """Copies of the (N, 5) prediction arrays with column 4 normalised over the whole list."""
-    scores = np.concatenate([p[:, 4] for p in pred_list] + [np.zeros(0)]).astype(np.float32)
+    """Copies of the (N, 5) prediction arrays with column 4 normalised over the whole list.
+
+    A score beyond the float32 range becomes +-Inf, as in MATLAB `single`, without a RuntimeWarning
+    (read_pred leaves such rows out).
+    """
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        scores = np.concatenate([p[:, 4] for p in pred_list] + [np.zeros(0)]).astype(np.float32)
         top = np.fmax(REALMIN_SINGLE, np.fmax.reduce(scores, initial=-np.inf))
         low = np.fmin(REALMAX_SINGLE, np.fmin.reduce(scores, initial=np.inf))
         top, low = np.float32(top), np.float32(low)

@@ -1,4 +1,6 @@
 """Hand-built cases for each quirk of the official WIDER evaluation (docs/evaluation.md §6)."""
+import warnings
+
 import numpy as np
 import pytest
 
@@ -168,3 +170,20 @@ def test_norm_score_rounds_scores_and_extremes_to_float32():
     # in double the 0.7 would map to 0.66666665342..., not float32(2/3) = 0.66666662693...
     assert got[0] != (float(f(0.7)) - 0.1) / (1.0 - 0.1)
     np.testing.assert_array_equal(preds[0][:, :4], [[0, 0, 1, 1]] * 2)  # boxes untouched
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf, 1e308, -1e308, 1e39])
+@pytest.mark.parametrize("column", range(5))
+def test_a_non_finite_or_huge_value_that_slips_past_read_pred_neither_hangs_nor_warns(deadline, column, value):
+    # read_pred leaves such rows out; a caller building arrays itself still gets an AP, quietly.
+    gt = _gt([[[0, 0, 9, 9], [20, 20, 9, 9]], [[0, 0, 9, 9]]], [np.array([0, 1]), np.array([0])])
+    pred = _pred([0, 0, 9, 9, 0.875], [20, 20, 9, 9, 0.5], [40, 40, 9, 9, 0.25])
+    pred[1, column] = value
+    with deadline(5), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        curve = evaluation(norm_score([pred, pred[:1]]), gt, ["s"])["s"]
+        ap = voc_ap(curve[:, 1], curve[:, 0])
+    assert 0 <= ap <= 1
+    assert ((curve[:, 1] >= 0) & (curve[:, 1] <= 1)).all()
+    if column < 4:  # the row can match nothing: gt 2 is missed, the other two boxes are as without it
+        assert curve[-1, 1] == 2 / 3

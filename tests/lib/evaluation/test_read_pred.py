@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from lib.evaluation.ground_truth import GroundTruth
-from lib.evaluation.read_pred import PredictionWarning, parse_pred, read_pred, str2num
+from lib.evaluation.read_pred import (SINGLE_INF, PredictionWarning, drop_bad_rows, parse_pred, read_pred,
+                                      sort_by_score, str2num)
 
 IMAGES = ["a", "b"]
 
@@ -79,11 +80,15 @@ def test_parse_pred_problems_name_the_line_and_give_no_boxes(text, where):
 
 
 def test_read_pred_sorts_descending_stable_nan_first(tmp_path, gt):
-    _write(tmp_path, "0--Ev", "a", "a\n5\n1 0 0 0 0.5\n2 0 0 0 0.9\n3 0 0 0 0.5\n4 0 0 0 NaN\n5 0 0 0 0.5\n")
+    # NaN scores come first (MATLAB sort); read_pred leaves NaN rows out, sort_by_score keeps the rule.
+    boxes = np.array([[1, 0, 0, 0, 0.5], [2, 0, 0, 0, 0.9], [3, 0, 0, 0, 0.5], [4, 0, 0, 0, np.nan],
+                      [5, 0, 0, 0, 0.5]])
+    assert sort_by_score(boxes)[:, 0].tolist() == [4, 2, 1, 3, 5]
+    _write(tmp_path, "0--Ev", "a", "a\n4\n1 0 0 0 0.5\n2 0 0 0 0.9\n3 0 0 0 0.5\n5 0 0 0 0.5\n")
     _write(tmp_path, "0--Ev", "b", "b\n0\n")
     _write(tmp_path, "1--Other", "c", "c\n1\n1 2 3 4 1e-1\n")
     preds = read_pred(tmp_path, gt)
-    assert preds[0][:, 0].tolist() == [4, 2, 1, 3, 5]
+    assert preds[0][:, 0].tolist() == [2, 1, 3, 5]
     assert preds[1].shape == (0, 5)
     assert preds[2].tolist() == [[1, 2, 3, 4, 0.1]]
 
@@ -160,3 +165,96 @@ def test_eval_cli_on_an_empty_folder_exits_2(tmp_path, gt, monkeypatch, capsys):
     assert eval_script.main(["--predictions", str(tmp_path / "empty"), "--gt", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "no prediction file for any of the 3 images" in err and "AP" not in err
+
+
+GOOD = "1 2 3 4 0.5"
+GOOD2 = "5 6 7 8 0.25"
+
+
+@pytest.mark.parametrize("row, what", [
+    ("10 10 20 20 inf", "non-finite score inf"),
+    ("10 10 20 20 -Inf", "non-finite score -inf"),
+    ("5 5 30 30 nan", "non-finite score nan"),
+    ("5 5 30 30 NaN", "non-finite score nan"),
+    ("5 5 30 30 1e400", "non-finite score inf"),        # beyond double: str2num gives Inf
+    ("5 5 30 30 1e39", "non-finite score 1e+39 (beyond float32)"),  # Inf in norm_score's single
+    ("Inf 5 30 30 0.5", "non-finite x inf"),
+    ("5 -1d999 30 30 0.5", "non-finite y -inf"),
+    ("5 5 NaN 30 0.5", "non-finite w nan"),
+    ("5 5 30 inf 0.5", "non-finite h inf"),
+    ("5 5 -3 30 0.5", "negative w -3"),
+    ("5 5 30 -0.5 0.5", "negative h -0.5"),
+    ("5\t5, -30, -1e3, nan", "non-finite score nan; negative w -30, h -1000"),
+])
+def test_read_pred_leaves_out_a_bad_row_alone_and_names_it(tmp_path, gt, row, what):
+    _write(tmp_path, "0--Ev", "a", f"a\n4\n{GOOD}\n{row}\n{GOOD2}\n9 9 9 9 0.75 \n")
+    _write(tmp_path, "0--Ev", "b", f"b\n1\n{GOOD}\n")
+    _write(tmp_path, "1--Other", "c", "c\n0\n")
+    with pytest.warns(PredictionWarning) as record:
+        preds = read_pred(tmp_path, gt)
+    messages = [str(w.message) for w in record]
+    assert messages == [f"{tmp_path / '0--Ev' / 'a.txt'}:4: {what}; the row is left out",
+                        f"{tmp_path}: 1 box row(s) in 1 file(s) left out of the evaluation (a non-finite number "
+                        "or a negative width or height; each named above)"]
+    assert preds[0].tolist() == [[9, 9, 9, 9, 0.75], [1, 2, 3, 4, 0.5], [5, 6, 7, 8, 0.25]]
+    assert preds[1].tolist() == [[1, 2, 3, 4, 0.5]] and preds[2].shape == (0, 5)
+
+
+def test_read_pred_counts_bad_rows_over_files_and_keeps_zero_sizes(tmp_path, gt):
+    # w = 0 and h = 0 are one-pixel boxes for the official tool (x2 = x + w, inclusive): kept.
+    _write(tmp_path, "0--Ev", "a", "a\n3\n1 2 0 0 0.5\nnan 0 1 1 0.5\n3 4 0 5 0.25\n")
+    _write(tmp_path, "0--Ev", "b", "b\n2\n1 2 3 -4 0.5\n1 2 3 4 -inf\n")
+    _write(tmp_path, "1--Other", "c", "c\n1\n1 2 3 4 0.5\n")
+    with pytest.warns(PredictionWarning) as record:
+        preds = read_pred(tmp_path, gt)
+    messages = [str(w.message) for w in record]
+    a, b = tmp_path / "0--Ev" / "a.txt", tmp_path / "0--Ev" / "b.txt"
+    assert [m.split(": ")[0] for m in messages] == [f"{a}:4", f"{b}:3", f"{b}:4", str(tmp_path)]
+    assert "3 box row(s) in 2 file(s) left out" in messages[-1]
+    assert preds[0].tolist() == [[1, 2, 0, 0, 0.5], [3, 4, 0, 5, 0.25]]
+    assert preds[1].shape == (0, 5) and preds[2].tolist() == [[1, 2, 3, 4, 0.5]]
+
+
+def test_whole_image_problems_stay_whole_image_problems(tmp_path, gt):
+    """A bad row does not change the official rules: a later unreadable line still empties the image."""
+    _write(tmp_path, "0--Ev", "a", "a\n3\n1 2 3 4 inf\n1 2 3 4 0.5\n1 2 3 4 junk\n")
+    _write(tmp_path, "0--Ev", "b", "b\n2\n1 2 3 4 nan\n")
+    _write(tmp_path, "1--Other", "c", "c\n1\n1 2 3 4 0.5\n")
+    with pytest.warns(PredictionWarning) as record:
+        preds = read_pred(tmp_path, gt)
+    messages = [str(w.message) for w in record]
+    assert len(messages) == 2
+    assert "a.txt:5: unreadable numbers" in messages[0] and "b.txt:4: count says 2" in messages[1]
+    assert preds[0].shape == preds[1].shape == (0, 5)
+
+
+def test_a_score_is_bad_exactly_where_float32_makes_it_inf():
+    edge = np.nextafter(SINGLE_INF, 0)
+    with np.errstate(over="ignore"):
+        assert np.isinf(np.float32(SINGLE_INF)) and np.float32(edge) == np.finfo(np.float32).max
+    boxes = np.array([[1, 2, 3, 4, SINGLE_INF], [1, 2, 3, 4, edge], [1, 2, 3, 4, -SINGLE_INF], [1, 2, 3, 4, -edge]])
+    kept, dropped = drop_bad_rows(boxes, "f.txt")
+    assert kept[:, 4].tolist() == [edge, -edge]
+    assert dropped == ["f.txt:3: non-finite score 3.40282e+38 (beyond float32)",
+                       "f.txt:5: non-finite score -3.40282e+38 (beyond float32)"]
+
+
+def test_drop_bad_rows_returns_a_clean_array_as_is():
+    boxes = np.array([[1, 2, 3, 4, 0.5], [1, 2, 0, 0, -7.0]])
+    kept, dropped = drop_bad_rows(boxes, "f.txt")
+    assert kept is boxes and dropped == []
+
+
+@pytest.mark.parametrize("last", ["5 5 30 30 nan", "5 5 30 30 junk", "5 5 30 30", "5 5 30 30 0.5 x"])
+def test_a_failed_fast_match_does_not_backtrack_for_ever(deadline, last):
+    """`\\d+\\.?\\d*` matched `669` three ways, so a last line outside the fast pattern made the block
+    regex try 3**(numbers) splits: a hang after about 10 lines."""
+    text = "name\n2001\n" + "669 260 70 95 0.723\n" * 2000 + last + "\n"
+    with deadline(2):
+        boxes, problem = parse_pred(text, "f.txt")
+        numbers = str2num(" ".join(["123456"] * 20000) + " x")
+    assert numbers is None
+    if last.endswith("nan"):
+        assert problem is None and boxes.shape == (2001, 5) and np.isnan(boxes[-1, 4])
+    else:
+        assert boxes.shape == (0, 5) and problem.startswith("f.txt:2003: ")

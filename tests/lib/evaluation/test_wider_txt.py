@@ -34,6 +34,6 @@ def test_write_places_the_file_atomically_and_the_reader_reads_it_back(tmp_path)
     path = write_image_detections(tmp_path, "7--Cheering/7_Cheering_3.jpg", dets)
     assert path == tmp_path / "7--Cheering" / "7_Cheering_3.txt"
     assert sorted(p.name for p in path.parent.iterdir()) == ["7_Cheering_3.txt"]  # no temp file left
-    boxes, problem = read_pred_file(path)
-    assert problem is None
+    boxes, problem, dropped = read_pred_file(path)
+    assert problem is None and dropped == []
     np.testing.assert_allclose(boxes, [[1, 1, 8, 8, 0.9], [5, 6, 15, 24, 0.7]], rtol=1e-6)
