@@ -438,6 +438,20 @@ MUTATIONS = (
        T_DOWNLOAD),
     _m("integrity-size-unchecked", "a weight file of another size than its record passes the size check",
        "lib/utils/integrity.py", "if size != record[\"size\"]:", "if False:", "tests/lib/test_integrity.py"),
+    _m("archive-links-allowed", "an archive member that is a symbolic link is unpacked",
+       "lib/utils/download.py", "    if member.issym():", "    if False:", T_DOWNLOAD),
+    _m("bad-rows-kept", "a box row with an Inf score is scored (the APs collapse)",
+       "lib/evaluation/read_pred.py", "    boxes, dropped = drop_bad_rows(boxes, str(path))\n",
+       "    dropped = []\n", "tests/lib/evaluation/test_read_pred.py"),
+    _m("zero-size-dropped", "a box row of width 0 (one pixel, inclusive corners) is left out",
+       "lib/evaluation/read_pred.py", "_LOW = np.array([-_DOUBLE_MAX, -_DOUBLE_MAX, 0, 0, -_SINGLE_MAX])",
+       "_LOW = np.array([-_DOUBLE_MAX, -_DOUBLE_MAX, 1e-300, 1e-300, -_SINGLE_MAX])",
+       "tests/lib/evaluation/test_read_pred.py"),
+    _m("thresh-unmasked-silent", "an anonymised picture that masks nothing is not reported",
+       "lib/detection_run.py", "            if opts.anonymize and not len(kept):", "            if False:",
+       f"{T_OUTPUTS}::test_anonymised_pictures_that_mask_nothing_are_named"),
+    _m("url-query-secret-kept", "a token= query value is shown in messages",
+       "lib/utils/redact.py", 'f"{name}={HIDDEN}" if value', 'f"{name}={value}" if value', "tests/lib/test_redact.py"),
 )
 
 
