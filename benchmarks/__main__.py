@@ -29,6 +29,7 @@ BENCHMARKS = {
     "loader": [],
     "evaluation": [],
     "anonymize": [],
+    "memory": [],
 }
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -5,6 +5,8 @@ TEST.SCALES[0] / TEST.MAX_SIZE, or the pyramid test when TEST.SCALES holds sever
 (docs/inference.md §5.2, §5.3). Detections are (N, 5) rows x1, y1, x2, y2, score in the
 original image's pixels (inclusive corners), score-descending.
 """
+from os import PathLike
+
 import cv2
 import numpy as np
 import torch
@@ -19,18 +21,35 @@ from .precision import autocast, check_precision
 from .weights.loading import load_network
 
 
+def check_image(image):
+    """ValueError, naming what was given, unless `image` is a non-empty uint8 numpy image: H x W grey,
+    or H x W x 1, 3 (BGR) or 4 (BGRA) channels."""
+    if isinstance(image, (str, bytes, PathLike)):
+        raise ValueError(f"expected a decoded uint8 numpy image, got the path {image!r}: "
+                         "read it first (lib.image_io.read_image or cv2.imread)")
+    if not isinstance(image, np.ndarray):
+        kind = type(image)
+        name = kind.__name__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__name__}"
+        raise ValueError(f"expected a uint8 numpy image, got {name}")
+    if image.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 numpy image (0..255, as cv2.imread gives), got {image.dtype} "
+                         f"of shape {image.shape}")
+    if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (1, 3, 4))):
+        batch = " (a batch goes in as a list of images)" if image.ndim == 4 else ""
+        raise ValueError(f"expected an H x W grey, BGR or BGRA image, got shape {image.shape}{batch}")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise ValueError(f"expected an image with pixels, got an empty one of shape {image.shape}")
+
+
 def as_bgr(image):
-    """BGR uint8 (H, W, 3) view of a grey, BGR or BGRA uint8 image; other inputs raise ValueError."""
-    if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
-        raise ValueError(f"expected a uint8 numpy image, got {type(image).__name__} "
-                         f"{getattr(image, 'dtype', '')}")
-    if image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 1):
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    """BGR uint8 (H, W, 3) view of a grey, BGR or BGRA uint8 image; other inputs raise ValueError
+    (`check_image`). Grey and BGRA are converted into a new array, BGR is returned as it is."""
+    check_image(image)
     if image.ndim == 3 and image.shape[2] == 4:
         return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
     if image.ndim == 3 and image.shape[2] == 3:
         return image
-    raise ValueError(f"expected an H x W grey, BGR or BGRA image, got shape {image.shape}")
+    return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)  # H x W or H x W x 1
 
 
 def level_modules(scales, orig_size):
@@ -122,21 +141,37 @@ class Detector:
         the network as one batch. Blobs of different sizes are never padded together, since zero
         padding would change the features at the borders; each image's result is therefore that of
         one-at-a-time detection, up to the float rounding of batched convolution kernels.
+        Every image is checked before any work (`check_image`: ValueError naming the image of a list
+        and its shape or type, e.g. for an empty image); a grey or BGRA image's BGR copy lives only
+        while its blobs are made.
         """
         if isinstance(images, np.ndarray):
             return self.detect([images])[0]
-        images = [as_bgr(image) for image in images]
-        levels = [self.scales(*image.shape[:2]) for image in images]
-        groups = {}
+        if isinstance(images, (str, bytes, PathLike, torch.Tensor)):
+            check_image(images)  # one thing, not a list: say what it is
+        images = list(images)
         for i, image in enumerate(images):
+            try:
+                check_image(image)
+            except ValueError as e:
+                raise ValueError(f"image {i} of the list: {e}" if len(images) > 1 else str(e)) from None
+        levels, groups = [], {}
+        for i, image in enumerate(images):
+            image = as_bgr(image)
+            levels.append(self.scales(*image.shape[:2]))
             for level, (scale, _) in enumerate(levels[i]):
                 blob = prep_image(image, self.pixel_means, scale)
                 groups.setdefault(blob.shape[:2], []).append((i, level, blob))
         inputs = [[None] * len(image_levels) for image_levels in levels]
-        for blob_hw, group in groups.items():
-            batch = torch.from_numpy(np.stack([blob.transpose(2, 0, 1) for *_, blob in group]))
-            heads = self.forward(batch)
-            for k, (i, level, _) in enumerate(group):
+        for blob_hw in list(groups):  # in order of first appearance
+            group = groups.pop(blob_hw)
+            # N x H x W x 3 seen as N x 3 x H x W: the channels_last layout forward() wants, with no
+            # copy for a single blob and one (the batch) for several, each blob dropped once stacked
+            nhwc = group[0][2][None] if len(group) == 1 else np.stack([blob for *_, blob in group])
+            group = [(i, level) for i, level, _ in group]
+            heads = self.forward(torch.from_numpy(nhwc).permute(0, 3, 1, 2))
+            del nhwc
+            for k, (i, level) in enumerate(group):
                 one = {m: (cls[k:k + 1], reg[k:k + 1]) for m, (cls, reg) in heads.items()}
                 inputs[i][level] = (one, levels[i][level][0], blob_hw)
         return [self.post(image_inputs).cpu().numpy() for image_inputs in inputs]

@@ -49,7 +49,8 @@ def ssh(pretrained=True, device=None, precision="fp32", cfg=None, data_dir=None,
         score_thresh=SCORE_THRESH, backend=None):
     """SSH face detector (Najibi et al., ICCV 2017), ready to run: `detector(image)` takes a uint8 BGR
     (or grey / BGRA) numpy image and returns (N, 5) float32 rows x1, y1, x2, y2, score in its
-    pixels; `detector.detect([images])` batches a list.
+    pixels; `detector.detect([images])` batches a list. Anything else (an empty image, another
+    dtype or shape, a path) raises ValueError naming it; read files with lib.image_io.read_image.
 
     pretrained: True fetches the official SSH.caffemodel into the cache on first use (about 80 MB,
         resumable; see `python3 -m model.weights ssh`) and checks its integrity record on later

@@ -2,6 +2,7 @@
 random or with the official weights from the cache (no network: a fixture caffemodel there), with
 the config given as None, YAML, dotted or nested overrides; the NMS works without the Cython kernel."""
 import importlib
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -45,6 +46,21 @@ def test_random_network_runs_on_an_image(image):
     assert detector.test_scales == (128,) and detector.max_size == 200
     dets = detector(image)
     assert dets.dtype == np.float32 and dets.ndim == 2 and dets.shape[1] == 5
+
+
+@pytest.mark.parametrize("image, message", [
+    (np.zeros((0, 0, 3), np.uint8), "expected an image with pixels, got an empty one of shape (0, 0, 3)"),
+    (np.zeros((480, 0), np.uint8), "expected an image with pixels, got an empty one of shape (480, 0)"),
+    (np.zeros((4, 5, 3), np.float64), "expected a uint8 numpy image (0..255, as cv2.imread gives), got float64"),
+    (np.zeros((4, 5, 3, 1), np.uint8), "expected an H x W grey, BGR or BGRA image, got shape (4, 5, 3, 1)"),
+])
+def test_hub_detector_refuses_empty_and_wrong_images_with_a_value_error(image, message):
+    """The hub's detector (not ZeroDivisionError from the scale rule for an empty image)."""
+    detector = hub_load(pretrained=False, cfg=QUICK)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        detector(image)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        detector.detect([image])
 
 
 @pytest.mark.parametrize("how", ["data_dir", "env"])

@@ -36,6 +36,8 @@ SMOKE_RUNS = {
                         rf"^easy {F}  medium {F}  hard {F}$"]),
     "anonymize": ([], [rf"^pixelate  ellipse +{F}$",
                        rf"^outputs of one frame \(drawn \+ blurred \.mp4, text, JSON\): {F} ms$"]),
+    "memory": ([], [r"^read_image \+ prep_image +\d+(\.\.\d+)? +\d+(\.\.\d+)?$",
+                    rf"^300 x 450 at scale 0\.178: whole +{F}, rows read +{F}, ratio {F}$"]),
 }
 
 

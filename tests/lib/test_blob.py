@@ -1,10 +1,16 @@
 """lib/blob.py against hand-worked values: the official test/train scale rule and the pixel pipeline
-(float32 BGR minus PIXEL_MEANS, then cv2.resize INTER_LINEAR with fx = fy = scale; docs/training.md §4.3, docs/inference.md §5.2)."""
+(float32 BGR minus PIXEL_MEANS, then cv2.resize INTER_LINEAR with fx = fy = scale; docs/training.md §4.3, docs/inference.md §5.2),
+and the large-image path that converts only the rows the resize reads, bit for bit against the whole conversion."""
+import os
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
 
-from lib.blob import compute_scale, prep_image, to_tensor
+from lib import blob
+from lib.blob import (_resize, compute_scale, minus_means_where_read, prep_image, resize_size, rows_read,
+                      to_tensor)
 
 MEANS = np.float32([102.9801, 115.9465, 122.7717])  # B, G, R (docs/training.md §4.3)
 
@@ -125,3 +131,114 @@ def test_to_tensor_is_nchw():
     t = to_tensor(blob)
     assert t.shape == (1, 3, 2, 3)
     assert t[0, 1].tolist() == [[1, 4, 7], [10, 13, 16]]  # channel 1 (G) of every pixel
+
+
+def official_blob(image, scale):
+    """The official order on the whole image: float32(image) - means, then `_resize` (the resize
+    call of prep_image, with its 1-pixel rule for a side that would round to 0)."""
+    return _resize(image.astype(np.float32) - MEANS, scale)
+
+
+def random_cases(count, seed):
+    """(image, scale) pairs: sizes 1..300 per side (odd, even, 1-pixel), shrinking scales from
+    0.003 to 1 and the special ones (0.5 takes OpenCV's 2 x 2 area path; 1/3, 1/4: exact steps)."""
+    rng = np.random.default_rng(seed)
+    special = [0.5, 0.25, 1 / 3, 0.2, 0.1, 0.999, 1200 / 5773]
+    for k in range(count):
+        height, width = (int(v) for v in rng.integers(1, 301, 2))
+        if k % 10 == 0:
+            height = 1
+        elif k % 10 == 1:
+            width = 1
+        scale = special[k % len(special)] if k % 3 == 0 else float(rng.uniform(0.003, 1.0))
+        yield rng.integers(0, 256, (height, width, 3), dtype=np.uint8), scale
+
+
+def test_converting_only_the_rows_read_is_bit_exact():
+    """minus_means_where_read then the resize equals the whole-image official order bit for bit
+    (float32 bits, so -0.0 and 0.0 differ) on 600 random images and scales."""
+    for image, scale in random_cases(600, seed=0):
+        expected = official_blob(image, scale)
+        got = _resize(minus_means_where_read(image, MEANS, scale), scale)
+        assert got.shape == expected.shape, (image.shape, scale)
+        assert np.array_equal(got.view(np.uint32), expected.view(np.uint32)), (image.shape, scale)
+
+
+def test_the_resize_reads_no_row_outside_rows_read():
+    """With every row outside rows_read set to NaN, the resize's output has no NaN (a NaN row read
+    even with weight 0 would show), so the rows left unconverted are never read."""
+    for image, scale in random_cases(400, seed=1):
+        height, width = image.shape[:2]
+        out_w, out_h = resize_size(height, width, scale)
+        inv = scale if min(out_w, out_h) > 0 else max(out_h, 1) / height
+        poisoned = image.astype(np.float32) - MEANS
+        poisoned[~rows_read(height, max(out_h, 1), inv)] = np.nan
+        assert not np.isnan(_resize(poisoned, scale)).any(), (image.shape, scale)
+
+
+def test_rows_read_by_hand():
+    # 10 rows to 2 (scale 0.2): source y = (0.5) / 0.2 - 0.5 = 2 (an integer: rows 1, 2, 3 within the
+    # margin) and 7 (rows 6, 7, 8); the last output row is not clamped (7 < 9), so only that.
+    assert np.flatnonzero(rows_read(10, 2, 0.2)).tolist() == [1, 2, 3, 6, 7, 8]
+    # 9 rows to 2 at scale 0.25: y = 1.5 (rows 1, 2) and 5.5 (rows 5, 6)
+    assert np.flatnonzero(rows_read(9, 2, 0.25)).tolist() == [1, 2, 5, 6]
+    # 5 rows to round(1.5) = 2 at scale 0.3: y = 1.17 (rows 1, 2) and 4.5, clamped to the last row 4,
+    # which counts the last two rows (OpenCV weighs row 3 by about 1e-8 there)
+    assert np.flatnonzero(rows_read(5, 2, 0.3)).tolist() == [1, 2, 3, 4]
+    assert np.flatnonzero(rows_read(1, 1, 0.5)).tolist() == [0]
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "cropped", "channels reversed"])
+def test_large_images_take_the_rows_read_path_bit_exactly(monkeypatch, layout):
+    """prep_image switches to the rows-read conversion from ROWS_READ_MIN_PIXELS on (here lowered to
+    a small image), for any memory layout of the input, with the official blob's bits; scale 1 and
+    enlarging keep the whole conversion."""
+    rng = np.random.default_rng(2)
+    image = rng.integers(0, 256, (301, 407, 3), dtype=np.uint8)
+    if layout == "cropped":
+        image = rng.integers(0, 256, (320, 430, 3), dtype=np.uint8)[7:308, 11:418]
+    elif layout == "channels reversed":
+        image = image[:, :, ::-1]
+    calls = []
+    monkeypatch.setattr(blob, "ROWS_READ_MIN_PIXELS", image.shape[0] * image.shape[1])
+    monkeypatch.setattr(blob, "minus_means_where_read",
+                        lambda *args: calls.append(args[2]) or minus_means_where_read(*args))
+    for scale in (0.05, 0.185, 1 / 3, 0.5, 0.61, 0.999, 1.0, 1.37):
+        out = prep_image(image, MEANS, scale)
+        assert np.array_equal(out.view(np.uint32), official_blob(image, scale).view(np.uint32)), scale
+    assert calls == [0.05, 0.185, 1 / 3, 0.5, 0.61, 0.999]
+    monkeypatch.setattr(blob, "ROWS_READ_MIN_PIXELS", image.shape[0] * image.shape[1] + 1)
+    prep_image(image, MEANS, 0.5)
+    assert len(calls) == 6  # one pixel fewer than the threshold: the whole conversion
+
+
+def test_rows_read_conversion_leaves_the_other_rows_unwritten():
+    """The float copy's rows that the resize does not read are zero (never written), and a 5773-row
+    image shrunk to 1067 rows reads 2134 of them (two per output row, none shared at this scale)."""
+    image = np.full((5773, 3, 3), 200, np.uint8)
+    scale = 1600 / 8660
+    out = minus_means_where_read(image, MEANS, scale)
+    read = rows_read(5773, 1067, scale)
+    assert read.sum() == 2134
+    assert (out[~read] == 0).all()
+    np.testing.assert_array_equal(out[read], np.broadcast_to(np.float32(200) - MEANS, (2134, 3, 3)))
+
+
+@pytest.mark.parametrize("height, width", [(0, 5), (5, 0), (0, 0)])
+def test_compute_scale_refuses_an_empty_image(height, width):
+    with pytest.raises(ValueError, match=f"{height} x {width} pixels"):
+        compute_scale(height, width, 1200, 1600)
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").is_file(), reason="resident set read from Linux /proc")
+def test_the_rows_read_copy_takes_memory_only_for_those_rows():
+    """The float copy of a 2000 x 3000 image shrunk 10x (72 MB whole) is resident only in the 400
+    rows read (14 MB): its other pages are never touched, not even as huge pages around them."""
+    image = np.random.default_rng(3).integers(0, 256, (2000, 3000, 3), dtype=np.uint8)
+    page = os.sysconf("SC_PAGE_SIZE")
+    resident = lambda: int(Path("/proc/self/statm").read_text().split()[1]) * page  # noqa: E731
+    before = resident()
+    out = minus_means_where_read(image, MEANS, 0.1)
+    grown = resident() - before
+    assert rows_read(2000, 200, 0.1).sum() == 400
+    assert grown < 0.4 * out.nbytes, f"{grown / 2**20:.0f} MB resident of a {out.nbytes / 2**20:.0f} MB copy"

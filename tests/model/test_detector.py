@@ -1,5 +1,7 @@
 """Detector: decoding of hand-built heads, thresholds, NMS across modules, pyramid levels, inputs."""
 import math
+import pathlib
+import re
 
 import cv2
 import numpy as np
@@ -146,6 +148,44 @@ def test_as_bgr_conversions():
         as_bgr(np.zeros((4, 5, 3), np.float32))
     with pytest.raises(ValueError, match="shape"):
         as_bgr(np.zeros((4, 5, 2), np.uint8))
+
+
+@pytest.mark.parametrize("shape", [(0, 0, 3), (0, 5, 3), (5, 0, 3), (0, 5), (5, 0, 1), (0, 0, 4)])
+def test_empty_images_raise_a_value_error_naming_the_shape(shape):
+    """Any side of 0 pixels: detect, __call__ and a list (which names the image) raise ValueError with
+    the shape, before anything runs (the network below would fail the test if called)."""
+    det = Detector.from_config(StubNet(fire=lambda *_: pytest.fail("the network ran")), get_config())
+    empty = np.zeros(shape, np.uint8)
+    message = re.escape(f"expected an image with pixels, got an empty one of shape {shape}")
+    for call in (det.detect, det):
+        with pytest.raises(ValueError, match=f"^{message}$"):
+            call(empty)
+    with pytest.raises(ValueError, match=f"^image 1 of the list: {message}$"):
+        det.detect([np.zeros((4, 5, 3), np.uint8), empty])
+
+
+@pytest.mark.parametrize("image, message", [
+    (np.zeros((4, 5, 3), np.float32), "expected a uint8 numpy image (0..255, as cv2.imread gives), got float32 of shape (4, 5, 3)"),
+    (np.zeros((4, 5, 3), np.uint16), "expected a uint8 numpy image (0..255, as cv2.imread gives), got uint16 of shape (4, 5, 3)"),
+    (np.zeros((4, 5), bool), "expected a uint8 numpy image (0..255, as cv2.imread gives), got bool of shape (4, 5)"),
+    (np.zeros((4, 5, 2), np.uint8), "expected an H x W grey, BGR or BGRA image, got shape (4, 5, 2)"),
+    (np.zeros(5, np.uint8), "expected an H x W grey, BGR or BGRA image, got shape (5,)"),
+    (np.zeros((2, 4, 5, 3), np.uint8),
+     "expected an H x W grey, BGR or BGRA image, got shape (2, 4, 5, 3) (a batch goes in as a list of images)"),
+    (torch.zeros(4, 5, 3, dtype=torch.uint8), "expected a uint8 numpy image, got torch.Tensor"),
+    ("photo.jpg", "expected a decoded uint8 numpy image, got the path 'photo.jpg': read it first"),
+    (pathlib.Path("photo.jpg"), "expected a decoded uint8 numpy image, got the path PosixPath('photo.jpg')"),
+])
+def test_wrong_inputs_raise_a_value_error_saying_what_they_are(image, message):
+    det = Detector.from_config(StubNet(fire=lambda *_: pytest.fail("the network ran")), get_config())
+    if isinstance(image, pathlib.Path) and not isinstance(image, pathlib.PosixPath):
+        message = message.replace("PosixPath", type(image).__name__)
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}"):
+        det(image)
+    with pytest.raises(ValueError, match=f"^image 1 of the list: {re.escape(message)}"):
+        det.detect([np.zeros((4, 5, 3), np.uint8), image])
+    with pytest.raises(ValueError, match="image 0 of the list: expected a uint8 numpy image, got int"):
+        det.detect([1, 2])
 
 
 @pytest.mark.parametrize("shape", [(5, 7), (1, 1, 1), (7, 5, 4), (40, 3000, 3)])
