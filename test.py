@@ -21,7 +21,7 @@ from pathlib import Path
 from lib.anonymize import DEFAULT_HOLD, DEFAULT_SCALE, DEFAULT_SHAPE, METHODS, SHAPES
 from lib.config import add_config_args, config_from_args, data_layout
 from lib.detection_run import run_images, run_video
-from lib.image_io import ImageError
+from lib.image_io import DEFAULT_MAX_PIXELS, ImageError
 from lib.media_writers import OutputOptions
 from lib.outputs import DetectionsJson
 from lib.utils.atomic import check_writable
@@ -84,6 +84,9 @@ def parse_args(argv):
     inputs.add_argument("--every", type=positive(int), default=1, metavar="N",
                         help="video: detect on every Nth frame, the frames between reuse its boxes and masks")
     inputs.add_argument("--max-frames", type=positive(int), metavar="N", help="video: stop after N frames")
+    inputs.add_argument("--max-pixels", type=not_negative(int), default=DEFAULT_MAX_PIXELS, metavar="N",
+                        help=f"refuse images of more than N pixels from their header, before decoding (a guard "
+                             f"against decompression bombs; default {DEFAULT_MAX_PIXELS:,}; 0: no limit)")
     inputs.add_argument("--show", action="store_true",
                         help="video: show the frames in a window as they are written (q or Esc stops)")
     model = parser.add_argument_group("model")
@@ -234,12 +237,14 @@ def detect(args, detector, images):
     with json if json is not None else nullcontext():
         opts = output_options(args, json)
         if args.video is None:
-            done, interrupted = run_images(detector, images, opts, args.batch_size, failed, unmasked)
+            done, interrupted = run_images(detector, images, opts, args.batch_size, failed, unmasked,
+                                           args.max_pixels)
             summarize_unmasked(unmasked, done)
             code = summarize(failed, done, len(images), "images")
         else:
             done, announced, interrupted = run_video(detector, args.video, opts, args.batch_size, args.every,
-                                                     args.max_frames, args.show, failed, unmasked)
+                                                     args.max_frames, args.show, failed, unmasked,
+                                                     args.max_pixels)
             total = min(announced, args.max_frames or announced) if announced and not interrupted else 0
             summarize_unmasked(unmasked, 1)
             code = summarize(failed, done, max(total, done + len(failed)), "frames")

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 import numpy as np
 from tqdm import tqdm
 
-from .image_io import ImageError, read_image
+from .image_io import DEFAULT_MAX_PIXELS, ImageError, read_image
 from .utils.iteration import batched
 from .utils.redact import public_url
 from .media_writers import ImageOutputs, VideoOutputs
@@ -121,10 +121,11 @@ def output_stems(paths):
     return unique
 
 
-def run_images(detector, images, opts, batch_size, failed, unmasked=None):
+def run_images(detector, images, opts, batch_size, failed, unmasked=None, max_pixels=DEFAULT_MAX_PIXELS):
     """Detect on `images`, a list of (path, name in WIDER files), writing the outputs of `opts`.
 
-    Unreadable images are reported and skipped; with opts.anonymize, images in which no face was
+    Unreadable images, and those of more than `max_pixels` pixels (lib.image_io.read_image), are
+    reported and skipped; with opts.anonymize, images in which no face was
     masked are reported and added to `unmasked`. Returns (images done, interrupted): Ctrl-C stops
     the run between two writes, so every file written is complete.
     """
@@ -135,7 +136,7 @@ def run_images(detector, images, opts, batch_size, failed, unmasked=None):
     def readable():
         for (path, rel), name in zip(images, output_stems(paths)):
             try:
-                yield (path, name, rel), read_image(path)
+                yield (path, name, rel), read_image(path, max_pixels)
             except ImageError as e:
                 report_failure(failed, path, str(e))
 
@@ -170,7 +171,7 @@ def limited(frames, max_frames):
 
 
 def run_video(detector, source, opts, batch_size=1, every=1, max_frames=None, show=False, failed=None,
-              unmasked=None):
+              unmasked=None, max_pixels=DEFAULT_MAX_PIXELS):
     """Detect on the frames of `source` (lib.video.FrameReader's sources), writing the outputs of
     `opts`. Returns (frames written, frames announced or 0, interrupted): after Ctrl-C (or the
     window's q / Esc) the outputs hold every frame written so far, complete and playable. With
@@ -180,8 +181,8 @@ def run_video(detector, source, opts, batch_size=1, every=1, max_frames=None, sh
     window = LiveWindow(f"SSH: {public_url(source) if isinstance(source, str) else source}") if show else None
     count, interrupted = 0, False
     try:
-        with FrameReader(source) as reader, VideoOutputs(opts, reader.name, reader.path, reader.fps,
-                                                         [] if reader.live else [reader.path]) as writer:
+        with FrameReader(source, max_pixels) as reader, VideoOutputs(
+                opts, reader.name, reader.path, reader.fps, [] if reader.live else [reader.path]) as writer:
             total = min(reader.count, max_frames) if reader.count and max_frames else reader.count or max_frames
             stream = detect_frames(detector, limited(reader, max_frames), batch_size, every, failed)
             try:

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 import cv2
 
-from .image_io import ImageError, read_image
+from .image_io import DEFAULT_MAX_PIXELS, ImageError, read_image
 from .utils.atomic import atomic_path
 from .utils.native_stderr import captured_stderr
 from .utils.redact import Redactor, public_url
@@ -115,7 +115,8 @@ class FrameReader:
     network stream (a URL), read with cv2.VideoCapture.
 
     Iterating yields (index, frame): the frame's position in the video or the folder, and the
-    uint8 BGR frame (images are read as `lib.image_io.read_image` reads them). `count` is the
+    uint8 BGR frame (images are read as `lib.image_io.read_image` reads them, refusing those of more
+    than `max_pixels` pixels). `count` is the
     number of frames announced (0 when the container does not say), `fps` the frame rate.
     Frames that cannot be decoded are skipped: each one (or, for a video that ends before its
     announced count, the missing range) is added to `failed` as (index, message) and warned
@@ -123,8 +124,8 @@ class FrameReader:
     `live`: it ends when OpenCV reads no further frame (disconnected, end of stream).
     """
 
-    def __init__(self, source):
-        self.source = source
+    def __init__(self, source, max_pixels=DEFAULT_MAX_PIXELS):
+        self.source, self.max_pixels = source, max_pixels
         self.name = source_name(source)
         self.live = isinstance(source, (int, str))
         self._capture = None
@@ -164,7 +165,7 @@ class FrameReader:
         if self._capture is None:
             for index, path in enumerate(self._files):
                 try:
-                    yield index, read_image(path)
+                    yield index, read_image(path, self.max_pixels)
                 except ImageError as e:
                     self._fail(index, f"frame {index}: {e}")
             return

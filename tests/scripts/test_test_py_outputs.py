@@ -129,6 +129,18 @@ def test_anonymised_pictures_that_mask_nothing_are_named(random_checkpoint, phot
     assert "mask" not in capsys.readouterr().err  # every picture has a face masked
 
 
+def test_images_over_max_pixels_are_skipped_before_decoding(random_checkpoint, photos, tmp_path, capsys):
+    _, pth = random_checkpoint
+    out = tmp_path / "out"
+    assert main(["--dir", str(photos), "--model", str(pth), "--out", str(out), "--max-pixels", "4800"] + SMALL) == 1
+    err = capsys.readouterr().err
+    for name, (w, h) in (("event/b.png", (96, 64)), ):  # 6,144 pixels; a.png (4,800) and c.jpg (3,500) pass
+        assert (f"warning: {photos / name}: {w} x {h} pixels ({w * h:,}) is more than the limit of 4,800 pixels, a "
+                "guard against decompression bombs; raise it with --max-pixels N on the command line") in err
+    assert sorted(p.name for p in out.glob("*.txt")) == ["a_ssh.txt", "c_ssh.txt"]
+    assert main(["--dir", str(photos), "--model", str(pth), "--out", str(out), "--max-pixels", "0"] + SMALL) == 0
+
+
 def test_empty_folder_is_an_error_not_the_demo_photo(random_checkpoint, tmp_path, capsys):
     _, pth = random_checkpoint
     (tmp_path / "empty" / "sub").mkdir(parents=True)
