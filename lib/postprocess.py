@@ -33,6 +33,9 @@ class PostProcess(nn.Module):
     def __init__(self, nms_thresh, top_n, min_size=0, score_thresh=SCORE_THRESH,
                  level_modules=(MODULE_NAMES,)):
         super().__init__()
+        for name, value in (("score_thresh", score_thresh), ("nms_thresh (TEST.NMS_THRESH)", nms_thresh)):
+            if not 0 <= value <= 1:  # also False for NaN
+                raise ValueError(f"{name} must be a number from 0 to 1, got {value}")
         self.nms_thresh = nms_thresh
         self.top_n = top_n
         self.min_size = min_size

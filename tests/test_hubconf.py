@@ -63,6 +63,17 @@ def test_hub_detector_refuses_empty_and_wrong_images_with_a_value_error(image, m
         detector.detect([image])
 
 
+@pytest.mark.parametrize("cfg, score_thresh, message", [
+    (QUICK, -1, "score_thresh must be a number from 0 to 1, got -1"),
+    (QUICK, 2, "score_thresh must be a number from 0 to 1, got 2"),
+    (QUICK, float("nan"), "score_thresh must be a number from 0 to 1, got nan"),
+    ({**QUICK, "TEST.NMS_THRESH": 1.5}, 0.05, "nms_thresh (TEST.NMS_THRESH) must be a number from 0 to 1, got 1.5"),
+])
+def test_thresholds_outside_0_1_are_refused(cfg, score_thresh, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        hub_load(pretrained=False, cfg=cfg, score_thresh=score_thresh)
+
+
 @pytest.mark.parametrize("how", ["data_dir", "env"])
 def test_pretrained_loads_the_cached_weights_bit_identically(data, image, monkeypatch, how):
     path = data / "SSH_models" / "SSH.caffemodel"
