@@ -41,6 +41,8 @@ def parse_args(argv=None):
     parser.add_argument("--net_name", default="SSH", help="name of the detection run (folder and legend)")
     parser.add_argument("--no_cache", action="store_true", help="neither reuse nor write cached detections")
     parser.add_argument("--device", help="torch device, e.g. cpu or cuda:0 (default: cuda when available; cpu for int8)")
+    parser.add_argument("--workers", type=int, metavar="K", choices=range(0, 65), help="threads reading and "
+                        "preparing the next images while the network runs (default: 1 on 2 cores or more, else 0)")
     parser.add_argument("--json", metavar="FILE", help="write the APs and PR curves as JSON")
     parser.add_argument("--plot", metavar="FILE", help="write the PR curves as a PNG")
     parser.add_argument("--baselines", metavar="DIR", help="the tool's plot/baselines/Val/setting_int folder, "
@@ -51,6 +53,7 @@ def parse_args(argv=None):
 
 def detect(args, cfg, run_dir):
     """Write the prediction files of every val image; returns their folder."""
+    from lib.detection_run import default_workers
     from lib.evaluation.run import run_detection, val_images  # torch and the model: detection mode only
     from lib.utils.atomic import remove_stale_temps
     from lib.utils.device import parse_device
@@ -72,7 +75,8 @@ def detect(args, cfg, run_dir):
                    for name in remove_stale_temps(folder)]
         if removed:
             print(f"Removed {len(removed)} temporary file(s) of an interrupted run from {run_dir}")
-        computed = run_detection(detector.detect, names, image_root, pred_dir, cache_dir, key)
+        workers = default_workers() if args.workers is None else args.workers
+        computed = run_detection(detector, names, image_root, pred_dir, cache_dir, key, workers=workers)
     print(f"{computed} images detected, {len(names) - computed} taken from the cache; "
           f"predictions in {pred_dir}")
     return pred_dir

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from lib.anonymize import DEFAULT_HOLD, DEFAULT_SCALE, DEFAULT_SHAPE, METHODS, SHAPES
 from lib.config import add_config_args, config_from_args, data_layout
-from lib.detection_run import run_images, run_video
+from lib.detection_run import default_workers, run_images, run_video
 from lib.image_io import DEFAULT_MAX_PIXELS, ImageError
 from lib.media_writers import OutputOptions
 from lib.outputs import DetectionsJson
@@ -101,6 +101,9 @@ def parse_args(argv):
                             "(fast on CUDA) run the PyTorch network; int8 runs an int8 .onnx model on the CPU")
     model.add_argument("--batch-size", type=positive(int), default=1,
                        help="images per network pass (images of equal blob size are batched)")
+    model.add_argument("--workers", type=not_negative(int), metavar="K",
+                       help="threads reading and preparing the next images while the network runs (default: "
+                            "1 on a machine of 2 cores or more, else 0: in turn)")
     model.add_argument("--export-onnx", type=Path, metavar="PATH",
                        help="write the network of --model as ONNX (dynamic batch, height, width) and exit")
     model.add_argument("--export-onnx-detector", type=Path, metavar="PATH",
@@ -237,8 +240,9 @@ def detect(args, detector, images):
     with json if json is not None else nullcontext():
         opts = output_options(args, json)
         if args.video is None:
+            workers = default_workers() if args.workers is None else args.workers
             done, interrupted = run_images(detector, images, opts, args.batch_size, failed, unmasked,
-                                           args.max_pixels)
+                                           args.max_pixels, workers)
             summarize_unmasked(unmasked, done)
             code = summarize(failed, done, len(images), "images")
         else:

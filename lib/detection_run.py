@@ -5,6 +5,7 @@ batching, detection on every Nth frame, a frame limit, a live window and a clean
 Detector); the outputs are lib.media_writers' writers. Failures of single images or frames are
 reported, collected as (key, message) and skipped, so the others still get their results.
 """
+import os
 import signal
 import sys
 import threading
@@ -17,6 +18,7 @@ from tqdm import tqdm
 
 from .image_io import DEFAULT_MAX_PIXELS, ImageError, read_image
 from .utils.iteration import batched
+from .utils.prefetch import prefetched
 from .utils.redact import public_url
 from .media_writers import ImageOutputs, VideoOutputs
 from .video import FrameReader, LiveWindow, VideoError
@@ -121,11 +123,54 @@ def output_stems(paths):
     return unique
 
 
-def run_images(detector, images, opts, batch_size, failed, unmasked=None, max_pixels=DEFAULT_MAX_PIXELS):
+class BusyClock:
+    """Seconds spent inside its `with` blocks (the network's share of a run's wall time)."""
+    seconds = 0.0
+
+    def __enter__(self):
+        self._start = time.perf_counter()
+
+    def __exit__(self, *exc):
+        self.seconds += time.perf_counter() - self._start
+
+
+def detect_prepared_each(detector, prepared, batch_size, failed, busy=None):
+    """(key, image, detections) for each (key, (image, blobs), error) of `prepared` (lib.utils.prefetch over
+    `detector.prepare`), `batch_size` images per network pass (timed by the BusyClock `busy`). Items whose
+    reading or preparation failed, and batches whose detection fails, are reported, added to `failed`
+    and skipped."""
+    busy = BusyClock() if busy is None else busy
+    def ready():
+        for key, result, error in prepared:
+            if error is not None:
+                report_failure(failed, key, str(error))
+            else:
+                yield key, result
+
+    for batch in batched(ready(), batch_size):
+        try:
+            with busy:
+                results = detector.detect_prepared([blobs for _, (_, blobs) in batch])
+        except (RuntimeError, ValueError) as e:
+            for key, _ in batch:
+                report_failure(failed, key, f"detection failed: {str(e).strip().splitlines()[0]}")
+            continue
+        for (key, (image, _)), dets in zip(batch, results):
+            yield key, image, dets
+
+
+def default_workers():
+    """Preparation threads of a run when not told: one beside the network where there are two cores or more."""
+    return 1 if (os.cpu_count() or 1) > 1 else 0
+
+
+def run_images(detector, images, opts, batch_size, failed, unmasked=None, max_pixels=DEFAULT_MAX_PIXELS,
+               workers=0):
     """Detect on `images`, a list of (path, name in WIDER files), writing the outputs of `opts`.
 
-    Unreadable images, and those of more than `max_pixels` pixels (lib.image_io.read_image), are
-    reported and skipped; with opts.anonymize, images in which no face was
+    Images are read and prepared (`detector.prepare`) on `workers` threads ahead of the network
+    (lib.utils.prefetch; 0: in turn). Unreadable images, and those of more than `max_pixels` pixels
+    (lib.image_io.read_image), are reported and skipped; with opts.anonymize, images in which no face was
     masked are reported and added to `unmasked`. Returns (images done, interrupted): Ctrl-C stops
     the run between two writes, so every file written is complete.
     """
@@ -133,17 +178,19 @@ def run_images(detector, images, opts, batch_size, failed, unmasked=None, max_pi
     paths = [path for path, _ in images]
     writer = ImageOutputs(opts, paths)
 
-    def readable():
-        for (path, rel), name in zip(images, output_stems(paths)):
-            try:
-                yield (path, name, rel), read_image(path, max_pixels)
-            except ImageError as e:
-                report_failure(failed, path, str(e))
+    def load(path):
+        image = read_image(path, max_pixels)
+        return image, detector.prepare(image)
+
+    names = {path: (name, rel) for (path, rel), name in zip(images, output_stems(paths))}
+    prepared = prefetched(load, paths, workers, errors=(ImageError, ValueError))
+    busy = BusyClock()
 
     start = last = time.perf_counter()
     done, interrupted = 0, False
     try:
-        for (path, name, rel), image, dets in detect_each(detector, readable(), batch_size, failed):
+        for path, image, dets in detect_prepared_each(detector, prepared, batch_size, failed, busy):
+            name, rel = names[path]
             with uninterrupted():
                 kept = writer.write(path, name, rel, image, dets)
                 done += 1
@@ -158,7 +205,8 @@ def run_images(detector, images, opts, batch_size, failed, unmasked=None, max_pi
         print(f"\nstopped by Ctrl-C after {done} images; everything written so far is kept", file=sys.stderr)
     seconds = time.perf_counter() - start
     print(f"{done} of {len(images)} images in {seconds:.2f} s ({done / max(seconds, 1e-9):.2f} images/s, "
-          f"batch size {batch_size})")
+          f"batch size {batch_size}, {workers} preparing thread(s); the network busy "
+          f"{100 * busy.seconds / max(seconds, 1e-9):.0f}% of the time)")
     return done, interrupted
 
 

@@ -155,25 +155,39 @@ class Detector:
                 check_image(image)
             except ValueError as e:
                 raise ValueError(f"image {i} of the list: {e}" if len(images) > 1 else str(e)) from None
-        levels, groups = [], {}
-        for i, image in enumerate(images):
-            image = as_bgr(image)
-            levels.append(self.scales(*image.shape[:2]))
-            for level, (scale, _) in enumerate(levels[i]):
-                blob = prep_image(image, self.pixel_means, scale)
+        return self.detect_prepared([self.prepare(image) for image in images])
+
+    def prepare(self, image):
+        """[(scale, H x W x 3 float32 blob)] of one uint8 grey/BGR/BGRA image, one per test level:
+        the CPU half of `detect`, without the network, so worker threads can prepare the next images
+        while the network runs (lib.utils.prefetch). A grey or BGRA image's BGR copy lives only while
+        its blobs are made."""
+        image = as_bgr(image)
+        return [(scale, prep_image(image, self.pixel_means, scale)) for scale, _ in self.scales(*image.shape[:2])]
+
+    def detect_prepared(self, prepared):
+        """Detections (a list of (N, 5) float32 arrays) of a list of `prepare` results: the blobs of
+        all images and levels grouped by size, each group run through the network as one batch. The
+        lists of `prepared` are emptied, so each group's blobs are freed once stacked."""
+        groups = {}
+        for i, levels in enumerate(prepared):
+            for level, (_, blob) in enumerate(levels):
                 groups.setdefault(blob.shape[:2], []).append((i, level, blob))
-        inputs = [[None] * len(image_levels) for image_levels in levels]
+        scales = [[scale for scale, _ in levels] for levels in prepared]
+        for levels in prepared:
+            levels.clear()
+        inputs = [[None] * len(image_scales) for image_scales in scales]
         for blob_hw in list(groups):  # in order of first appearance
             group = groups.pop(blob_hw)
             # N x H x W x 3 seen as N x 3 x H x W: the channels_last layout forward() wants, with no
-            # copy for a single blob and one (the batch) for several, each blob dropped once stacked
+            # copy for a single blob and one (the batch) for several
             nhwc = group[0][2][None] if len(group) == 1 else np.stack([blob for *_, blob in group])
             group = [(i, level) for i, level, _ in group]
             heads = self.forward(torch.from_numpy(nhwc).permute(0, 3, 1, 2))
             del nhwc
             for k, (i, level) in enumerate(group):
                 one = {m: (cls[k:k + 1], reg[k:k + 1]) for m, (cls, reg) in heads.items()}
-                inputs[i][level] = (one, levels[i][level][0], blob_hw)
+                inputs[i][level] = (one, scales[i][level], blob_hw)
         return [self.post(image_inputs).cpu().numpy() for image_inputs in inputs]
 
     __call__ = detect

@@ -15,6 +15,7 @@ from tqdm import tqdm
 from lib.datasets.wider import annotation_file, image_dir, read_annotations
 from lib.image_io import read_image
 from lib.utils.atomic import atomic_path, atomic_write_text
+from lib.utils.prefetch import prefetched
 
 from .wider_txt import write_image_detections
 
@@ -61,11 +62,13 @@ def _check_detections(dets, name):
     return dets.astype(np.float32, copy=False)
 
 
-def run_detection(detect, image_names, image_root, pred_dir, cache_dir=None, cache_key=None,
-                  progress=True):
+def run_detection(detector, image_names, image_root, pred_dir, cache_dir=None, cache_key=None,
+                  progress=True, workers=0):
     """Detect every image and write its prediction file under `pred_dir`; returns the count computed.
 
-    detect: callable BGR uint8 image -> (N, 5) x1, y1, x2, y2, score. image_names: `<event>/<image>.jpg`
+    detector: model.detector.Detector or alike (`prepare(image)` -> blobs, `detect_prepared(list of
+    blobs)` -> list of (N, 5) x1, y1, x2, y2, score); images are read and prepared on `workers`
+    threads ahead of the network (lib.utils.prefetch; 0: in turn). image_names: `<event>/<image>.jpg`
     relative to `image_root`. cache_dir: None disables the cache (everything is recomputed).
     cache_key: JSON-serialisable description of the detector; a changed key invalidates the cache.
     A missing image raises FileNotFoundError before any detection runs; an undecodable one raises
@@ -79,15 +82,22 @@ def run_detection(detect, image_names, image_root, pred_dir, cache_dir=None, cac
     if cache_dir is not None:
         cache_dir = Path(cache_dir)
         _open_cache(cache_dir, cache_key)
-    computed = 0
-    bar = tqdm(image_names, desc="detect", unit="img", disable=not progress)
-    for name in bar:
-        cache = cache_dir / Path(name).with_suffix(".npy") if cache_dir is not None else None
-        dets = _load_npy(cache) if cache is not None else None
+    cached = {name: _load_npy(cache_dir / Path(name).with_suffix(".npy")) if cache_dir is not None else None
+              for name in image_names}
+
+    def load(name):
+        image = read_image(image_root / name)
+        return detector.prepare(image)
+
+    computed = prefetched(load, [name for name in image_names if cached[name] is None], workers, errors=())
+    count = 0
+    for name in tqdm(image_names, desc="detect", unit="img", disable=not progress):
+        dets = cached.pop(name)
         if dets is None:
-            dets = _check_detections(detect(read_image(image_root / name)), name)
-            computed += 1
-            if cache is not None:
-                _save_npy(cache, dets)
+            _, blobs, _ = next(computed)
+            dets = _check_detections(detector.detect_prepared([blobs])[0], name)
+            count += 1
+            if cache_dir is not None:
+                _save_npy(cache_dir / Path(name).with_suffix(".npy"), dets)
         write_image_detections(pred_dir, name, dets)
-    return computed
+    return count

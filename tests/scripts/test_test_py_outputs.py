@@ -206,3 +206,23 @@ def test_output_places_are_checked_before_the_model_loads(monkeypatch, tmp_path,
     err = capsys.readouterr().err
     assert err.startswith("error: " + message.format(tmp=tmp_path)) and err.count("\n") == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # nothing created
+
+
+def test_prefetching_workers_change_no_output_byte(random_checkpoint, photos, tmp_path, capsys):
+    """Reading and preparing on 0, 1 or 3 threads ahead of the network: the same files, byte for byte, and the
+    summary says how busy the network was."""
+    _, pth = random_checkpoint
+    (photos / "event" / "broken.jpg").write_bytes(b"not a picture")
+    try:
+        outputs = []
+        for workers in ("0", "1", "3"):
+            out = tmp_path / workers
+            assert main(["--dir", str(photos), "--model", str(pth), "--out", str(out), "--save-json", "--save-crops",
+                         "--save-wider", "--thresh", "0.3", "--workers", workers, "--batch-size", "2"] + SMALL) == 1
+            err = capsys.readouterr()
+            assert f"{photos / 'event' / 'broken.jpg'}: not an image OpenCV can decode" in err.err
+            assert f"batch size 2, {workers} preparing thread(s); the network busy " in err.out
+            outputs.append({p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()})
+        assert outputs[0] == outputs[1] == outputs[2] and len(outputs[0]) > 10
+    finally:
+        (photos / "event" / "broken.jpg").unlink()

@@ -22,12 +22,14 @@ class FakeDetector:
     def __init__(self, fail_after=None):
         self.calls, self.fail_after = 0, fail_after
 
-    def __call__(self, image):
+    def prepare(self, image):
+        return image.shape[:2]
+
+    def detect_prepared(self, prepared):
         if self.fail_after is not None and self.calls == self.fail_after:
             raise KeyboardInterrupt
-        self.calls += 1
-        h, w = image.shape[:2]
-        return np.array([[1.5, 2.5, w / 2, h / 2, 0.75]], dtype=np.float32)
+        self.calls += len(prepared)
+        return [np.array([[1.5, 2.5, w / 2, h / 2, 0.75]], dtype=np.float32) for h, w in prepared]
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +58,21 @@ def test_run_writes_every_file_and_resumes_from_the_cache(mini, tmp_path):
     assert text == "0--Parade/0_Parade_marchingband_1_465.jpg\n1\n1 2 511 337 0.75 \n"  # 1024 x 678
     assert all(read_pred_file(f)[1] is None for f in files)
     assert run_detection(FakeDetector(), names, root, pred, cache, {"m": 1}, progress=False) == 0
+
+
+def test_prefetching_threads_resume_and_write_the_same_files(mini, tmp_path):
+    """With 2 threads reading ahead: an interrupted run keeps what was detected, the rerun completes the
+    other images, and the files equal those of a run in turn."""
+    names, root = mini
+    with pytest.raises(KeyboardInterrupt):
+        run_detection(FakeDetector(fail_after=5), names, root, tmp_path / "a", tmp_path / "cache", {"m": 1},
+                      progress=False, workers=2)
+    assert len(list((tmp_path / "cache").rglob("*.npy"))) == 5
+    assert run_detection(FakeDetector(), names, root, tmp_path / "a", tmp_path / "cache", {"m": 1},
+                         progress=False, workers=2) == 12
+    run_detection(FakeDetector(), names, root, tmp_path / "b", None, progress=False, workers=0)
+    texts = [{p.relative_to(d): p.read_bytes() for d in [tmp_path / run] for p in d.rglob("*.txt")} for run in "ab"]
+    assert texts[0] == texts[1] and len(texts[0]) == 17
 
 
 def test_a_changed_key_or_no_cache_recomputes(mini, tmp_path):
@@ -90,12 +107,9 @@ def fake_eval(monkeypatch, tmp_path):
     require(GT_DIR)
     import model.detector
 
-    class Built:
-        detect = FakeDetector()
-
     def build(path, cfg, device, precision):
         build.precisions.append(precision)
-        return Built()
+        return FakeDetector()
 
     build.precisions = []
     monkeypatch.setattr(model.detector, "build_detector", build)
