@@ -272,14 +272,17 @@ def test_resume_auto_skips_damaged_snapshots_and_continues_from_the_previous(wid
     captured = capsys.readouterr()
     assert [line for line in captured.err.splitlines() if line.startswith("warning:")] == [
         f"warning: skipping a snapshot that cannot be resumed: {split / 'SSH_latest.pth'}: cannot be read as a "
-        f"training snapshot (damaged, truncated or another kind of file)",
+        f"training snapshot (damaged, truncated or another kind of file); moved aside to SSH_latest.pth.damaged",
         f"warning: skipping a snapshot that cannot be resumed: {split / 'SSH_iter_3.pth'}: empty file, not a "
-        f"training snapshot"]
+        f"training snapshot; moved aside to SSH_iter_3.pth.damaged"]
     assert (f"--resume auto: continuing from {split / 'SSH_iter_2.pth'}, the newest snapshot in {split} that loads"
             in captured.out)
     _assert_same_state(whole / "SSH_iter_3.pth", split / "SSH_iter_3.pth")
     assert _losses(whole / "metrics.jsonl") == _losses(split / "metrics.jsonl")
     assert sorted(p.name for p in split.glob("*.pth")) == ["SSH_iter_2.pth", "SSH_iter_3.pth"]  # latest: removed
+    assert sorted(p.name for p in split.glob("*.damaged")) == ["SSH_iter_3.pth.damaged", "SSH_latest.pth.damaged"]
+    assert train.main([*common, "--iters", "4", "--out", str(split), "--resume", "auto"]) == 0
+    assert "warning:" not in capsys.readouterr().err  # the damaged files are not tried, nor warned about, again
 
 
 def test_nan_loss_after_a_latest_snapshot_names_it_as_the_last_good_one(wider, tmp_path, capsys):
