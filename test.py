@@ -24,6 +24,7 @@ from lib.detection_run import default_workers, run_images, run_video
 from lib.image_io import DEFAULT_MAX_PIXELS, ImageError
 from lib.media_writers import OutputOptions
 from lib.outputs import DetectionsJson
+from lib.run_settings import check_settings
 from lib.utils.atomic import check_writable
 from lib.utils.cli import one_line_warnings
 from lib.utils.device import parse_device
@@ -111,6 +112,9 @@ def parse_args(argv):
                             "(blob and scale -> detections) and exit")
     outputs = parser.add_argument_group("outputs")
     outputs.add_argument("--out", type=Path, default=Path("output/detections"), help="output folder")
+    outputs.add_argument("--resume", action="store_true",
+                         help="images and folders: record this run's settings in --out, and skip the images an "
+                              "earlier run with the same settings finished there (its JSON entries are kept)")
     outputs.add_argument("--thresh", type=probability, default=0.5,
                          help="score threshold of the faces drawn, masked, cropped and listed")
     outputs.add_argument("--save-json", nargs="?", type=Path, const=True, metavar="PATH",
@@ -148,6 +152,8 @@ def parse_args(argv):
         parser.error("--every, --max-frames, --show and --hold apply to --video")
     if args.video is not None and args.save_wider:
         parser.error("--save-wider writes one file per image: use --image or --dir")
+    if args.video is not None and args.resume:
+        parser.error("--resume skips finished images of --image and --dir runs; a video is written whole")
     if args.hold is not None and not args.anonymize:
         parser.error("--hold keeps masks of --anonymize: give --anonymize too")
     return args
@@ -232,17 +238,30 @@ def check_outputs(args):
         check_writable(opts.wider, folder=True)
 
 
+def run_settings(args, cfg):
+    """What makes the outputs of an image run what they are (compared by --resume)."""
+    model = Path(args.model)
+    stat = model.stat() if model.is_file() else None
+    opts = output_options(args, None)
+    return {"model": str(model.resolve()), "model_size": stat and stat.st_size, "model_mtime_ns": stat and stat.st_mtime_ns,
+            "precision": args.precision, "backend": args.backend, "batch_size": args.batch_size, "TEST": cfg.TEST,
+            "PIXEL_MEANS": cfg.PIXEL_MEANS, "thresh": opts.thresh, "draw": opts.draw, "anonymize": opts.anonymize,
+            "mask_scale": opts.mask_scale, "mask_shape": opts.mask_shape, "crops": opts.crops,
+            "crop_margin": opts.crop_margin, "wider": opts.wider and str(Path(opts.wider).resolve()),
+            "json": json_path(args) and str(Path(json_path(args)).resolve())}
+
+
 def detect(args, detector, images):
     """Run the detector over `images` (image_list) or --video, writing the outputs asked for; the exit code."""
     path = json_path(args)
-    json = DetectionsJson(path, str(args.model), args.precision, args.thresh) if path else None
+    json = DetectionsJson(path, str(args.model), args.precision, args.thresh, resume=args.resuming) if path else None
     failed, unmasked = [], []
     with json if json is not None else nullcontext():
         opts = output_options(args, json)
         if args.video is None:
             workers = default_workers() if args.workers is None else args.workers
             done, interrupted = run_images(detector, images, opts, args.batch_size, failed, unmasked,
-                                           args.max_pixels, workers)
+                                           args.max_pixels, workers, args.resuming)
             summarize_unmasked(unmasked, done)
             code = summarize(failed, done, len(images), "images")
         else:
@@ -277,6 +296,8 @@ def main(argv=None):
             return 0
         images = image_list(args) if args.video is None else None
         check_outputs(args)
+        # an earlier --resume run of these settings there: go on with it (a new one is recorded now)
+        args.resuming = args.resume and check_settings(args.out, run_settings(args, cfg))
         detector = build_detector(args.model, cfg, device, args.precision, backend=args.backend)
         return detect(args, detector, images)
     except FileNotFoundError as e:

@@ -165,14 +165,16 @@ def default_workers():
 
 
 def run_images(detector, images, opts, batch_size, failed, unmasked=None, max_pixels=DEFAULT_MAX_PIXELS,
-               workers=0):
+               workers=0, resume=False):
     """Detect on `images`, a list of (path, name in WIDER files), writing the outputs of `opts`.
 
     Images are read and prepared (`detector.prepare`) on `workers` threads ahead of the network
     (lib.utils.prefetch; 0: in turn). Unreadable images, and those of more than `max_pixels` pixels
     (lib.image_io.read_image), are reported and skipped; with opts.anonymize, images in which no face was
-    masked are reported and added to `unmasked`. Returns (images done, interrupted): Ctrl-C stops
-    the run between two writes, so every file written is complete.
+    masked are reported and added to `unmasked`. With `resume`, images whose outputs an earlier run
+    wrote completely (and, with opts.json, recorded: its entry is carried over) are skipped. Returns
+    (images done, interrupted): Ctrl-C stops the run between two writes, so every file written is
+    complete.
     """
     unmasked = [] if unmasked is None else unmasked
     paths = [path for path, _ in images]
@@ -183,7 +185,21 @@ def run_images(detector, images, opts, batch_size, failed, unmasked=None, max_pi
         return image, detector.prepare(image)
 
     names = {path: (name, rel) for (path, rel), name in zip(images, output_stems(paths))}
-    prepared = prefetched(load, paths, workers, errors=(ImageError, ValueError))
+    earlier = {path for path in paths if resume and writer.done(path, *names[path])
+               and (opts.json is None or opts.json.has(path))}
+    if earlier:
+        print(f"--resume: {len(earlier)} of {len(paths)} images were done by an earlier run in {opts.out}; "
+              "they are skipped")
+    waiting = iter(paths)  # in input order: earlier images' JSON entries go where a fresh run puts them
+
+    def keep_earlier(until=None):
+        for path in waiting:
+            if path == until:
+                return
+            if path in earlier and opts.json is not None:
+                opts.json.keep(path)
+
+    prepared = prefetched(load, [p for p in paths if p not in earlier], workers, errors=(ImageError, ValueError))
     busy = BusyClock()
 
     start = last = time.perf_counter()
@@ -192,6 +208,7 @@ def run_images(detector, images, opts, batch_size, failed, unmasked=None, max_pi
         for path, image, dets in detect_prepared_each(detector, prepared, batch_size, failed, busy):
             name, rel = names[path]
             with uninterrupted():
+                keep_earlier(until=path)
                 kept = writer.write(path, name, rel, image, dets)
                 done += 1
             if opts.anonymize and not len(kept):
@@ -200,14 +217,17 @@ def run_images(detector, images, opts, batch_size, failed, unmasked=None, max_pi
             timing = f" in {now - last:.2f} s" if batch_size == 1 else ""
             print(f"{path}: {len(kept)} faces (score >= {opts.thresh}){timing} -> {opts.out / name}_ssh.*")
             last = now
+        keep_earlier()
     except KeyboardInterrupt:
         interrupted = True
         print(f"\nstopped by Ctrl-C after {done} images; everything written so far is kept", file=sys.stderr)
+        keep_earlier()  # the entries of later images done before stay in the JSON file
     seconds = time.perf_counter() - start
-    print(f"{done} of {len(images)} images in {seconds:.2f} s ({done / max(seconds, 1e-9):.2f} images/s, "
+    skipped = f" (and {len(earlier)} done before)" if earlier else ""
+    print(f"{done} of {len(images)} images{skipped} in {seconds:.2f} s ({done / max(seconds, 1e-9):.2f} images/s, "
           f"batch size {batch_size}, {workers} preparing thread(s); the network busy "
           f"{100 * busy.seconds / max(seconds, 1e-9):.0f}% of the time)")
-    return done, interrupted
+    return done + len(earlier), interrupted
 
 
 def limited(frames, max_frames):

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from .anonymize import DEFAULT_HOLD, DEFAULT_SCALE, DEFAULT_SHAPE, MaskHold, anonymize
-from .evaluation.wider_txt import write_image_detections
+from .evaluation.wider_txt import prediction_path, write_image_detections
 from .image_io import write_image
 from .outputs import save_crops
 from .utils.atomic import atomic_folder, atomic_write_text
@@ -63,21 +63,33 @@ class ImageOutputs:
     def __init__(self, opts, inputs):
         self.opts, self.inputs = opts, Inputs(inputs)
 
+    def files(self, path, name, rel):
+        """The files `write` makes for one image, but crops; the text file, written last, comes last."""
+        o = self.opts
+        suffix = path.suffix.lower() if path.suffix.lower() in KEEP_SUFFIXES else ".jpg"
+        return ([o.out / f"{name}_ssh.jpg"] * o.draw + [o.out / f"{name}_anonymized{suffix}"] * bool(o.anonymize)
+                + ([prediction_path(o.wider, rel)] if o.wider is not None else []) + [o.out / f"{name}_ssh.txt"])
+
+    def done(self, path, name, rel):
+        """True when an earlier run wrote every output of the image (its text file, written after the
+        others and the crops, exists with them); its JSON entry is kept by the caller."""
+        return all(p.is_file() for p in self.files(path, name, rel))
+
     def write(self, path, name, rel, image, dets):
         """Outputs of the image read from `path`: `name` its output stem, `rel` its name in WIDER files,
         `dets` all its detections (those >= thresh are drawn, masked, cropped and listed)."""
         o = self.opts
         kept = dets[dets[:, 4] >= o.thresh]
+        *pictures, text = self.files(path, name, rel)
         if o.draw:
-            write_image(self.inputs.check(o.out / f"{name}_ssh.jpg"), draw_detections(image, kept, o.thresh))
+            write_image(self.inputs.check(pictures.pop(0)), draw_detections(image, kept, o.thresh))
         if o.anonymize:
-            suffix = path.suffix.lower() if path.suffix.lower() in KEEP_SUFFIXES else ".jpg"
-            write_image(self.inputs.check(o.out / f"{name}_anonymized{suffix}"),
-                        anonymize(image, kept, o.anonymize, o.mask_scale, o.mask_shape))
-        atomic_write_text(self.inputs.check(o.out / f"{name}_ssh.txt"), format_detections(kept))
+            write_image(self.inputs.check(pictures.pop(0)), anonymize(image, kept, o.anonymize, o.mask_scale,
+                                                                      o.mask_shape))
         if o.wider is not None:
             write_image_detections(o.wider, rel, dets)
         crops = save_crops(o.out / "crops", name, image, kept, o.crop_margin) if o.crops else None
+        atomic_write_text(self.inputs.check(text), format_detections(kept))  # last: marks the image done
         if o.json is not None:
             o.json.add(str(path), image.shape[:2], kept, crops=crops)
         return kept

@@ -61,8 +61,9 @@ class DetectionsJson:
     killed run leaves a valid file with most of its entries. Entries are serialised once, on `add`.
     """
 
-    def __init__(self, path, model, precision, score_thresh, flush_every=10.0):
+    def __init__(self, path, model, precision, score_thresh, flush_every=10.0, resume=False):
         self.path = Path(path)
+        self._earlier = self._read_earlier() if resume else {}
         self._header = {"format": FORMAT, "version": VERSION, "model": str(model), "precision": str(precision),
                         "score_thresh": float(score_thresh)}
         self.flush_every = flush_every
@@ -98,6 +99,22 @@ class DetectionsJson:
         self._entries.append(json.dumps(entry))
         if self.flush_every is not None and time.monotonic() - self._written >= self.flush_every:
             self.write()
+
+    def _read_earlier(self):
+        """Serialised image entries (not frames) of the file already at `path`, by image path."""
+        if not self.path.is_file():
+            return {}
+        read_detections_json(self.path)  # a damaged file raises ValueError naming the entry and field
+        data = json.loads(self.path.read_text())
+        return {e["path"]: json.dumps(e) for e in data["images"] if "frame" not in e}
+
+    def has(self, path):
+        """True when the file being resumed has an entry for image `path`."""
+        return str(path) in self._earlier
+
+    def keep(self, path):
+        """Carry the resumed file's entry of image `path` over, in the place of an `add` (byte-identical)."""
+        self._entries.append(self._earlier[str(path)])
 
     def write(self):
         """Write the file with every entry added so far (atomically: readers never see half of it)."""

@@ -226,3 +226,51 @@ def test_prefetching_workers_change_no_output_byte(random_checkpoint, photos, tm
         assert outputs[0] == outputs[1] == outputs[2] and len(outputs[0]) > 10
     finally:
         (photos / "event" / "broken.jpg").unlink()
+
+
+def test_resume_finishes_an_interrupted_folder_run_as_one_run(random_checkpoint, photos, tmp_path, monkeypatch,
+                                                               capsys):
+    """Ctrl-C after the first image, then the same command: the images done are skipped, their JSON entries kept
+    in place, and every output equals a run never interrupted, byte for byte. Other settings are refused."""
+    import test as test_script
+
+    net, pth = random_checkpoint
+    args = ["--dir", str(photos), "--model", str(pth), "--save-json", "--save-crops", "--save-wider", "--thresh",
+            "0.3", "--resume", "--workers", "1"] + SMALL
+    assert main(args + ["--out", str(tmp_path / "whole")]) == 0
+
+    build = test_script.build_detector
+
+    def interrupted_after_one(*a, **k):
+        detector = build(*a, **k)
+        real, calls = detector.detect_prepared, []
+
+        def detect_prepared(prepared):
+            calls.append(1)
+            if len(calls) == 2:
+                raise KeyboardInterrupt
+            return real(prepared)
+        detector.detect_prepared = detect_prepared
+        return detector
+
+    monkeypatch.setattr(test_script, "build_detector", interrupted_after_one)
+    out = tmp_path / "split"
+    assert main(args + ["--out", str(out)]) == test_script.INTERRUPTED
+    assert len(read_detections_json(out / "detections.json")) == 1
+    monkeypatch.setattr(test_script, "build_detector", build)
+    capsys.readouterr()
+    assert main(args + ["--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"--resume: 1 of 3 images were done by an earlier run in {out}; they are skipped" in printed
+    assert "2 of 3 images (and 1 done before) in" in printed
+
+    def files(folder):  # all but the settings record, which names its own folder
+        return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*")
+                if p.is_file() and p.name != ".ssh_run.json"}
+    assert files(out) == files(tmp_path / "whole") and (out / ".ssh_run.json").is_file()
+
+    assert main(args[:-len(SMALL)] + ["--out", str(out), "--set", "TEST.SCALES", "[80]", "--set", "TEST.MAX_SIZE",
+                                      "96", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --resume: {out} holds the outputs of a run with other settings (TEST was ")
+    assert files(out) == files(tmp_path / "whole")  # nothing written
