@@ -18,16 +18,20 @@ import sys
 from contextlib import nullcontext
 from pathlib import Path
 
+import torch
+
 from lib.anonymize import DEFAULT_HOLD, DEFAULT_SCALE, DEFAULT_SHAPE, METHODS, SHAPES
 from lib.config import add_config_args, config_from_args, data_layout
-from lib.detection_run import default_workers, run_images, run_video
-from lib.image_io import DEFAULT_MAX_PIXELS, ImageError
+from lib.detection_job import DetectionJob
+from lib.detection_run import default_workers, output_stems, run_images, run_video
+from lib.image_io import DEFAULT_MAX_PIXELS, ImageError, image_size
 from lib.media_writers import OutputOptions
 from lib.outputs import DetectionsJson
 from lib.run_settings import check_settings
 from lib.utils.atomic import check_writable
-from lib.utils.cli import one_line_warnings
+from lib.utils.cli import one_line_warnings, sigterm_as_ctrl_c
 from lib.utils.device import parse_device
+from lib.utils.distributed import PeerFailure
 from lib.video import IMAGE_SUFFIXES, VideoError, check_display, image_tree, parse_source
 from model.detector import build_detector
 from model.precision import PRECISIONS
@@ -38,6 +42,8 @@ ONNX_PACKAGES = "onnx onnxruntime onnxscript"
 SOME_FAILED = 1
 # Exit code when Ctrl-C stopped a run over files (a camera or stream is meant to be stopped so: 0).
 INTERRUPTED = 130
+# Exit code when another process of a torchrun job died, froze or never joined (as train_dist.py's).
+PEER_FAILURE = 4
 
 
 def demo_image():
@@ -105,6 +111,9 @@ def parse_args(argv):
     model.add_argument("--workers", type=not_negative(int), metavar="K",
                        help="threads reading and preparing the next images while the network runs (default: "
                             "1 on a machine of 2 cores or more, else 0: in turn)")
+    model.add_argument("--timeout", type=positive(float), default=30.0, metavar="S",
+                       help="under torchrun: a process silent this long (dead, frozen, its machine gone) stops the "
+                            "others, which name it (default 30)")
     model.add_argument("--export-onnx", type=Path, metavar="PATH",
                        help="write the network of --model as ONNX (dynamic batch, height, width) and exit")
     model.add_argument("--export-onnx-detector", type=Path, metavar="PATH",
@@ -251,26 +260,61 @@ def run_settings(args, cfg):
             "json": json_path(args) and str(Path(json_path(args)).resolve())}
 
 
-def detect(args, detector, images):
-    """Run the detector over `images` (image_list) or --video, writing the outputs asked for; the exit code."""
+def blob_pixels(detector, path):
+    """The network's work on the image at `path`: the pixels of its blobs, from its header (0 if unreadable)."""
+    try:
+        width, height = image_size(path)
+    except ImageError:
+        return 0
+    return sum(round(height * scale) * round(width * scale) for scale, _ in detector.scales(height, width))
+
+
+def detect_images(args, detector, images, job):
+    """Run the detector over `images` (image_list), this rank's balanced share of them under torchrun,
+    writing the outputs asked for; rank 0 gathers the JSON entries and the failures. The exit code."""
+    stems = dict(zip([p for p, _ in images], output_stems([p for p, _ in images])))
+    mine = job.share(images, [blob_pixels(detector, p) for p, _ in images]) if job.distributed else images
     path = json_path(args)
-    json = DetectionsJson(path, str(args.model), args.precision, args.thresh, resume=args.resuming) if path else None
+    json = (DetectionsJson(path, str(args.model), args.precision, args.thresh, resume=args.resuming)
+            if path else None)
+    if json is not None and job.rank > 0:  # rank 0 writes the file; each other rank a part of its own
+        json.path = json.part_path(job.rank)
+    failed, unmasked = [], []
+    workers = default_workers() if args.workers is None else args.workers
+    with json if json is not None else nullcontext():
+        done, interrupted = run_images(detector, mine, output_options(args, json), args.batch_size, failed, unmasked,
+                                       args.max_pixels, workers, args.resuming, stems, job)
+    if interrupted and job.distributed:  # torchrun stops every rank so: each keeps what it wrote (--resume)
+        return INTERRUPTED
+    results = job.gather({"entries": json.entries if json is not None else [], "done": done,
+                          "failed": [m for _, m in failed], "unmasked": [m for _, m in unmasked],
+                          "interrupted": interrupted})
+    if results is None:  # another rank than 0: rank 0 reports for the job
+        return INTERRUPTED if interrupted else 0
+    if json is not None and job.distributed:
+        json.path = path
+        json.replace_entries([e for r in results for e in r["entries"]], {str(p): k for k, (p, _) in enumerate(images)})
+    failed = [(None, m) for r in results for m in r["failed"]]
+    done = sum(r["done"] for r in results)
+    summarize_unmasked([(None, m) for r in results for m in r["unmasked"]], done)
+    code = summarize(failed, done, len(images), "images")
+    if json is not None:
+        print(f"detections -> {path}")
+    return INTERRUPTED if any(r["interrupted"] for r in results) else code
+
+
+def detect_video(args, detector):
+    """Run the detector over the frames of --video, writing the outputs asked for; the exit code."""
+    path = json_path(args)
+    json = DetectionsJson(path, str(args.model), args.precision, args.thresh) if path else None
     failed, unmasked = [], []
     with json if json is not None else nullcontext():
-        opts = output_options(args, json)
-        if args.video is None:
-            workers = default_workers() if args.workers is None else args.workers
-            done, interrupted = run_images(detector, images, opts, args.batch_size, failed, unmasked,
-                                           args.max_pixels, workers, args.resuming)
-            summarize_unmasked(unmasked, done)
-            code = summarize(failed, done, len(images), "images")
-        else:
-            done, announced, interrupted = run_video(detector, args.video, opts, args.batch_size, args.every,
-                                                     args.max_frames, args.show, failed, unmasked,
-                                                     args.max_pixels)
-            total = min(announced, args.max_frames or announced) if announced and not interrupted else 0
-            summarize_unmasked(unmasked, 1)
-            code = summarize(failed, done, max(total, done + len(failed)), "frames")
+        done, announced, interrupted = run_video(detector, args.video, output_options(args, json), args.batch_size,
+                                                 args.every, args.max_frames, args.show, failed, unmasked,
+                                                 args.max_pixels)
+        total = min(announced, args.max_frames or announced) if announced and not interrupted else 0
+        summarize_unmasked(unmasked, 1)
+        code = summarize(failed, done, max(total, done + len(failed)), "frames")
     if json is not None:
         print(f"detections -> {path}")
     live = isinstance(args.video, (int, str))
@@ -280,12 +324,24 @@ def detect(args, detector, images):
 def main(argv=None):
     one_line_warnings()
     args = parse_args(argv)
+    with sigterm_as_ctrl_c():  # torchrun, SLURM and kill stop a run as Ctrl-C does: every file written is whole
+        return run(args)
+
+
+def run(args):
+    """test.py for parsed `args`; the exit code."""
     try:
         cfg = config_from_args(args)
         official = args.model is None
         layout = data_layout(cfg.DATA_DIR)
         args.model = args.model or (layout.ssh_int8_model if args.precision == "int8" else layout.ssh_model)
+        job = DetectionJob.from_environment(args.timeout)
+        if job.distributed and args.video is not None:
+            raise ValueError("--video runs in one process: a video, camera or stream is read frame by frame "
+                             "(torchrun splits --image and --dir runs)")
         device = parse_device(args.device or ("cpu" if args.precision == "int8" else None))
+        if device.type == "cuda" and device.index is None and job.local_rank is not None:
+            device = torch.device("cuda", job.local_rank)  # one GPU per local rank
         if args.show:
             check_display()  # before the model loads
         if args.export_onnx:
@@ -299,7 +355,10 @@ def main(argv=None):
         # an earlier --resume run of these settings there: go on with it (a new one is recorded now)
         args.resuming = args.resume and check_settings(args.out, run_settings(args, cfg))
         detector = build_detector(args.model, cfg, device, args.precision, backend=args.backend)
-        return detect(args, detector, images)
+        return detect_images(args, detector, images, job) if images is not None else detect_video(args, detector)
+    except PeerFailure as e:
+        print(f"error: {e}", file=sys.stderr)
+        return PEER_FAILURE
     except FileNotFoundError as e:
         hint = ("" if not official else " Write it with `python3 -m model.deploy quantize`." if args.precision == "int8"
                 else " Run `make demo` to download the official model.")

@@ -42,17 +42,21 @@ def report_unmasked(unmasked, key, what, thresh):
 
 @contextmanager
 def uninterrupted():
-    """Ctrl-C inside the block takes effect when it ends (as KeyboardInterrupt), so the outputs of an
-    image or frame are written all or not at all. A no-op outside the main thread."""
+    """Ctrl-C (and SIGTERM where it stands for it) inside the block takes effect when it ends (as
+    KeyboardInterrupt), so the outputs of an image or frame are written all or not at all. A no-op
+    outside the main thread."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     caught = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    # SIGTERM too where it stands for Ctrl-C (lib.utils.cli.sigterm_as_ctrl_c)
+    signums = [signal.SIGINT] + [signal.SIGTERM] * (signal.getsignal(signal.SIGTERM) is signal.default_int_handler)
+    previous = {signum: signal.signal(signum, lambda signum, frame: caught.append(signum)) for signum in signums}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     if caught:
         raise KeyboardInterrupt
 
@@ -165,7 +169,7 @@ def default_workers():
 
 
 def run_images(detector, images, opts, batch_size, failed, unmasked=None, max_pixels=DEFAULT_MAX_PIXELS,
-               workers=0, resume=False):
+               workers=0, resume=False, stems=None, job=None):
     """Detect on `images`, a list of (path, name in WIDER files), writing the outputs of `opts`.
 
     Images are read and prepared (`detector.prepare`) on `workers` threads ahead of the network
@@ -174,7 +178,9 @@ def run_images(detector, images, opts, batch_size, failed, unmasked=None, max_pi
     masked are reported and added to `unmasked`. With `resume`, images whose outputs an earlier run
     wrote completely (and, with opts.json, recorded: its entry is carried over) are skipped. Returns
     (images done, interrupted): Ctrl-C stops the run between two writes, so every file written is
-    complete.
+    complete. Under a lib.detection_job.DetectionJob `job` of several ranks, `images` is this rank's
+    share and `stems` the output stems of the whole job's images (`output_stems`); each image counts
+    on the job, a lost peer stops the run (PeerFailure), and only rank 0 prints its lines.
     """
     unmasked = [] if unmasked is None else unmasked
     paths = [path for path, _ in images]
@@ -184,10 +190,12 @@ def run_images(detector, images, opts, batch_size, failed, unmasked=None, max_pi
         image = read_image(path, max_pixels)
         return image, detector.prepare(image)
 
-    names = {path: (name, rel) for (path, rel), name in zip(images, output_stems(paths))}
+    stems = stems or dict(zip(paths, output_stems(paths)))
+    names = {path: (stems[path], rel) for path, rel in images}
+    loud = job is None or job.rank == 0
     earlier = {path for path in paths if resume and writer.done(path, *names[path])
                and (opts.json is None or opts.json.has(path))}
-    if earlier:
+    if earlier and loud:
         print(f"--resume: {len(earlier)} of {len(paths)} images were done by an earlier run in {opts.out}; "
               "they are skipped")
     waiting = iter(paths)  # in input order: earlier images' JSON entries go where a fresh run puts them
@@ -215,8 +223,12 @@ def run_images(detector, images, opts, batch_size, failed, unmasked=None, max_pi
                 report_unmasked(unmasked, path, "the image", opts.thresh)
             now = time.perf_counter()
             timing = f" in {now - last:.2f} s" if batch_size == 1 else ""
-            print(f"{path}: {len(kept)} faces (score >= {opts.thresh}){timing} -> {opts.out / name}_ssh.*")
+            total = f" [{job.advance()} done by the job]" if job is not None and job.distributed else ""
+            if loud:
+                print(f"{path}: {len(kept)} faces (score >= {opts.thresh}){timing} -> {opts.out / name}_ssh.*{total}")
             last = now
+            if job is not None:
+                job.check_peers()
         keep_earlier()
     except KeyboardInterrupt:
         interrupted = True
@@ -224,8 +236,9 @@ def run_images(detector, images, opts, batch_size, failed, unmasked=None, max_pi
         keep_earlier()  # the entries of later images done before stay in the JSON file
     seconds = time.perf_counter() - start
     skipped = f" (and {len(earlier)} done before)" if earlier else ""
-    print(f"{done} of {len(images)} images{skipped} in {seconds:.2f} s ({done / max(seconds, 1e-9):.2f} images/s, "
-          f"batch size {batch_size}, {workers} preparing thread(s); the network busy "
+    rank = f"rank {job.rank}: " if job is not None and job.distributed else ""
+    print(f"{rank}{done} of {len(images)} images{skipped} in {seconds:.2f} s ({done / max(seconds, 1e-9):.2f} "
+          f"images/s, batch size {batch_size}, {workers} preparing thread(s); the network busy "
           f"{100 * busy.seconds / max(seconds, 1e-9):.0f}% of the time)")
     return done + len(earlier), interrupted
 

@@ -100,13 +100,33 @@ class DetectionsJson:
         if self.flush_every is not None and time.monotonic() - self._written >= self.flush_every:
             self.write()
 
+    def part_path(self, rank):
+        """Where rank `rank` of a multi-process run keeps its own entries (rank 0 merges them into `path`)."""
+        return self.path.with_name(f"{self.path.name}.rank{rank}.part")
+
     def _read_earlier(self):
-        """Serialised image entries (not frames) of the file already at `path`, by image path."""
-        if not self.path.is_file():
-            return {}
-        read_detections_json(self.path)  # a damaged file raises ValueError naming the entry and field
-        data = json.loads(self.path.read_text())
-        return {e["path"]: json.dumps(e) for e in data["images"] if "frame" not in e}
+        """Serialised image entries (not frames) of the file already at `path` and of the part files of an
+        interrupted multi-process run beside it, by image path."""
+        earlier = {}
+        for path in [self.path, *sorted(self.path.parent.glob(f"{self.path.name}.rank*.part"))]:
+            if path.is_file():
+                read_detections_json(path)  # a damaged file raises ValueError naming the entry and field
+                earlier.update((e["path"], json.dumps(e)) for e in json.loads(path.read_text())["images"]
+                               if "frame" not in e)
+        return earlier
+
+    @property
+    def entries(self):
+        """The serialised entries so far, in the order added."""
+        return list(self._entries)
+
+    def replace_entries(self, entries, order):
+        """Make the file hold the serialised image `entries` (of several ranks) sorted by `order`, a
+        dict image path -> position (the one-process order), and remove the ranks' part files."""
+        self._entries = sorted(entries, key=lambda e: order[json.loads(e)["path"]])
+        self.write()
+        for part in self.path.parent.glob(f"{self.path.name}.rank*.part"):
+            part.unlink()
 
     def has(self, path):
         """True when the file being resumed has an entry for image `path`."""

@@ -1,5 +1,8 @@
-"""Helpers shared by the command-line scripts: one-line warnings and error messages."""
+"""Helpers shared by the command-line scripts: one-line warnings and error messages, signals."""
+import signal
+import threading
 import warnings
+from contextlib import contextmanager
 
 
 def _one_line(message, category, filename, lineno, line=None):
@@ -15,3 +18,17 @@ def first_line(error):
     """The first line of an exception's message (C++ errors carry stack traces below it)."""
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
+
+
+@contextmanager
+def sigterm_as_ctrl_c():
+    """SIGTERM raises KeyboardInterrupt inside the block, as Ctrl-C (SIGINT) does; a no-op outside the
+    main thread. The previous handler comes back when the block ends."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

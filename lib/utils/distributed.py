@@ -204,14 +204,9 @@ def _ranks(ranks):
     return ("rank " if len(ranks) == 1 else "ranks ") + ", ".join(map(str, ranks))
 
 
-def init_distributed(launch, device, timeout):
-    """Join the process group of `launch` on `device` (nccl on CUDA, gloo on CPU); returns the c10d store.
-
-    `timeout` (seconds) bounds the rendezvous, every later collective and the wait for peers that
-    never start; PeerFailure names the missing ranks or the unreachable master. ValueError when the
-    master's address cannot work: a name that does not resolve, or on rank 0 an address of another
-    machine or a port in use.
-    """
+def join_store(launch, timeout):
+    """The c10d store of `launch`, once every rank has announced itself on it (within `timeout` seconds:
+    else PeerFailure naming the missing ranks or the unreachable master)."""
     delta = datetime.timedelta(seconds=timeout)
     where = f"{launch.master[0]}:{launch.master[1]}" if launch.master else "env://"
     try:
@@ -227,6 +222,19 @@ def init_distributed(launch, device, timeout):
     if missing:
         raise PeerFailure(f"rank {launch.rank}: {_ranks(missing)} of {launch.world_size} did not join at {where} "
                           f"within {timeout:g} s")
+    return store
+
+
+def init_distributed(launch, device, timeout):
+    """Join the process group of `launch` on `device` (nccl on CUDA, gloo on CPU); returns the c10d store.
+
+    `timeout` (seconds) bounds the rendezvous, every later collective and the wait for peers that
+    never start; PeerFailure names the missing ranks or the unreachable master. ValueError when the
+    master's address cannot work: a name that does not resolve, or on rank 0 an address of another
+    machine or a port in use.
+    """
+    store = join_store(launch, timeout)
+    delta = datetime.timedelta(seconds=timeout)
     backend = backend_for(device)
     try:
         dist.init_process_group(backend, store=store, rank=launch.rank, world_size=launch.world_size,

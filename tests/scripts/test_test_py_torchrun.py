@@ -1,0 +1,121 @@
+"""test.py under torchrun (2 processes, gloo-free: the ranks meet on torchrun's store): outputs byte-identical
+to one process, balanced shares, a frozen rank named by the others, and the same command again finishing the
+job with --resume."""
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from lib.detection_job import balanced_shares
+from lib.outputs import read_detections_json
+from shared import ROOT
+
+# The same threads per process on both sides: convolution results depend on the thread count.
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+SMALL = ["--set", "TEST.SCALES", "[64]", "--set", "TEST.MAX_SIZE", "96", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """16 noise pictures of mixed sizes in a folder tree."""
+    root = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(3)
+    for k in range(16):
+        h, w = (int(v) for v in rng.integers(40, 200, 2))
+        path = root / ("sub" if k % 3 == 0 else "") / f"im{k:02d}.png"
+        path.parent.mkdir(exist_ok=True)
+        cv2.imwrite(str(path), rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+    return root
+
+
+def files(folder):
+    """Every output file's bytes, but the --resume settings record (it names its own folder)."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in Path(folder).rglob("*")
+            if p.is_file() and p.name != ".ssh_run.json"}
+
+
+def test_balanced_shares():
+    assert balanced_shares([5, 1, 1, 1, 1, 1], 2) == [[0], [1, 2, 3, 4, 5]]
+    assert balanced_shares([3, 3, 2, 2, 2], 2) == [[0, 2, 4], [1, 3]]  # 7 and 5; not 9 and 3
+    assert balanced_shares([1, 1], 3) == [[0], [1], []]
+    shares = balanced_shares(list(np.random.default_rng(0).integers(1, 100, 200)), 4)
+    assert sorted(i for s in shares for i in s) == list(range(200))
+
+
+def torchrun(args, nproc, logs, **kwargs):
+    return subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+                             str(nproc), "test.py", *args], cwd=ROOT, env=ENV, stdout=open(logs / "out", "w"),
+                            stderr=open(logs / "err", "w"), text=True, **kwargs)
+
+
+def test_two_processes_write_what_one_writes(folder, random_checkpoint, tmp_path):
+    _, pth = random_checkpoint
+    args = ["--dir", str(folder), "--model", str(pth), "--save-json", "--save-crops", "--save-wider", "--thresh",
+            "0.3", "--resume"] + SMALL
+    one = subprocess.run([sys.executable, "test.py", *args, "--out", str(tmp_path / "one")], cwd=ROOT, env=ENV,
+                         capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr[-3000:]
+    proc = torchrun(args + ["--out", str(tmp_path / "two")], 2, tmp_path)
+    assert proc.wait(timeout=300) == 0, (tmp_path / "err").read_text()[-3000:]
+    assert files(tmp_path / "two") == files(tmp_path / "one")
+    assert len(read_detections_json(tmp_path / "two" / "detections.json")) == 16
+    out = (tmp_path / "out").read_text()
+    assert "[16 done by the job]" in out and out.count("detections -> ") == 1  # rank 0 reports for the job
+    assert "rank 0: " in out and "rank 1: " in out
+
+
+def _rank_pid(agent, rank):
+    """The pid of torchrun worker `rank` started by the agent process `agent`."""
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == agent.pid:
+                if f"RANK={rank}".encode() in (entry / "environ").read_bytes().split(b"\0"):
+                    return int(entry.name)
+        except (OSError, ValueError, IndexError):
+            continue
+    return None
+
+
+def test_a_frozen_rank_is_named_and_the_same_command_finishes_the_job(folder, random_checkpoint, tmp_path):
+    """Rank 1 stopped (SIGSTOP) mid-run: rank 0 names it after --timeout and exits 4; the same command (with
+    --resume) then finishes the job, its outputs equal to an unbroken one-process run's."""
+    _, pth = random_checkpoint
+    args = ["--dir", str(folder), "--model", str(pth), "--save-json", "--thresh", "0.3", "--resume",
+            "--timeout", "3", "--out", str(tmp_path / "job")] + SMALL
+    proc = torchrun(args, 2, tmp_path, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while "done by the job]" not in (tmp_path / "out").read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "err").read_text()[-3000:]
+            time.sleep(0.02)
+        pid = _rank_pid(proc, 1)
+        assert pid is not None
+        os.kill(pid, signal.SIGSTOP)
+        code = proc.wait(timeout=120)
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # the stopped rank too, if torchrun left it
+            os.killpg(proc.pid, signal.SIGKILL)
+    err = (tmp_path / "err").read_text()
+    assert code != 0 and "error: rank 0: lost rank 1: no sign of life for 3 s; run the same command again to resume" \
+        in err, err[-3000:]
+    rerun = torchrun(args, 2, tmp_path)
+    assert rerun.wait(timeout=300) == 0, (tmp_path / "err").read_text()[-3000:]
+    assert "--resume: " in (tmp_path / "out").read_text()
+    one = subprocess.run([sys.executable, "test.py", *args[:-len(SMALL) - 2], "--out", str(tmp_path / "one")] + SMALL,
+                         cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr[-3000:]
+    assert files(tmp_path / "job") == files(tmp_path / "one")
+
+
+def test_video_is_refused_under_torchrun(random_checkpoint, tmp_path):
+    _, pth = random_checkpoint
+    proc = torchrun(["--video", "0", "--model", str(pth), "--out", str(tmp_path / "o")], 2, tmp_path)
+    assert proc.wait(timeout=120) != 0
+    assert "error: --video runs in one process" in (tmp_path / "err").read_text()
