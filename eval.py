@@ -12,6 +12,7 @@ import json
 import math
 import shlex
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 from lib.config import add_config_args, config_from_args, data_layout
@@ -24,6 +25,12 @@ from model.precision import PRECISIONS
 
 # Lock file of a detection run folder: two eval.py runs never write the same predictions at once.
 EVAL_LOCK = "eval.lock"
+# Exit code when another process of a torchrun job died, froze or never joined (as train_dist.py's).
+PEER_FAILURE = 4
+
+
+class JobFailure(RuntimeError):
+    """Another process of a torchrun job died, froze or never joined (lib.utils.distributed.PeerFailure)."""
 
 
 def parse_args(argv=None):
@@ -43,6 +50,8 @@ def parse_args(argv=None):
     parser.add_argument("--device", help="torch device, e.g. cpu or cuda:0 (default: cuda when available; cpu for int8)")
     parser.add_argument("--workers", type=int, metavar="K", choices=range(0, 65), help="threads reading and "
                         "preparing the next images while the network runs (default: 1 on 2 cores or more, else 0)")
+    parser.add_argument("--timeout", type=float, default=30.0, metavar="S", help="under torchrun: a process "
+                        "silent this long (dead, frozen, its machine gone) stops the others, which name it")
     parser.add_argument("--json", metavar="FILE", help="write the APs and PR curves as JSON")
     parser.add_argument("--plot", metavar="FILE", help="write the PR curves as a PNG")
     parser.add_argument("--baselines", metavar="DIR", help="the tool's plot/baselines/Val/setting_int folder, "
@@ -52,14 +61,30 @@ def parse_args(argv=None):
 
 
 def detect(args, cfg, run_dir):
-    """Write the prediction files of every val image; returns their folder."""
+    """Write the prediction files of every val image (under torchrun: this rank's balanced share of them);
+    returns their folder on rank 0, once every rank is done, and None on the others."""
+    from lib.detection_job import DetectionJob  # torch and the model: detection mode only
+    from lib.utils.distributed import PeerFailure
+
+    try:
+        return _detect(args, cfg, run_dir, DetectionJob.from_environment(args.timeout))
+    except PeerFailure as e:
+        raise JobFailure(str(e)) from None
+
+
+def _detect(args, cfg, run_dir, job):
+    import torch
+
     from lib.detection_run import default_workers
-    from lib.evaluation.run import run_detection, val_images  # torch and the model: detection mode only
+    from lib.evaluation.run import open_cache, run_detection, val_images  # torch and the model: detection only
+    from lib.image_io import image_size
     from lib.utils.atomic import remove_stale_temps
     from lib.utils.device import parse_device
     from model.detector import build_detector
 
     device = parse_device(args.device or ("cpu" if args.precision == "int8" else None))
+    if device.type == "cuda" and device.index is None and job.local_rank is not None:
+        device = torch.device("cuda", job.local_rank)  # one GPU per local rank
     names, image_root = val_images(args.data)
     model = Path(args.model)
     if not model.is_file():
@@ -70,15 +95,28 @@ def detect(args, cfg, run_dir):
            "precision": args.precision, "TEST": cfg.TEST, "PIXEL_MEANS": cfg.PIXEL_MEANS}
     pred_dir = run_dir / "detections"
     cache_dir = None if args.no_cache else run_dir / "cache"
-    with folder_lock(run_dir, EVAL_LOCK):
-        removed = [name for folder in (run_dir, *run_dir.rglob("*")) if folder.is_dir()
-                   for name in remove_stale_temps(folder)]
-        if removed:
-            print(f"Removed {len(removed)} temporary file(s) of an interrupted run from {run_dir}")
-        workers = default_workers() if args.workers is None else args.workers
-        computed = run_detection(detector, names, image_root, pred_dir, cache_dir, key, workers=workers)
-    print(f"{computed} images detected, {len(names) - computed} taken from the cache; "
-          f"predictions in {pred_dir}")
+    if job.distributed:
+        sizes = [image_size(image_root / name) for name in names]
+        names = job.share(names, [sum(round(h * s) * round(w * s) for s, _ in detector.scales(h, w))
+                                  for w, h in sizes])
+    workers = default_workers() if args.workers is None else args.workers
+    with folder_lock(run_dir, EVAL_LOCK) if job.rank == 0 else nullcontext():
+        if job.rank == 0:
+            removed = [name for folder in (run_dir, *run_dir.rglob("*")) if folder.is_dir()
+                       for name in remove_stale_temps(folder)]
+            if removed:
+                print(f"Removed {len(removed)} temporary file(s) of an interrupted run from {run_dir}")
+            if cache_dir is not None:
+                open_cache(cache_dir, key)
+            job.announce("eval/ready")
+        job.wait_for("eval/ready")  # the other ranks write once rank 0 holds the folder and cleaned it
+        computed = run_detection(detector, names, image_root, pred_dir, cache_dir, key, progress=job.rank == 0,
+                                 workers=workers)
+        counts = job.gather([computed, len(names)])
+    if counts is None:
+        return None
+    computed, total = (sum(c) for c in zip(*counts))
+    print(f"{computed} images detected, {total - computed} taken from the cache; predictions in {pred_dir}")
     return pred_dir
 
 
@@ -140,8 +178,13 @@ def main(argv=None):
             pred_dir, name = Path(args.predictions), Path(args.predictions).name
         else:
             pred_dir, name = detect(args, cfg, run_dir), args.net_name
+            if pred_dir is None:  # another rank than 0: rank 0 scores the job's files
+                return 0
         results = wider_eval(pred_dir, gt, SETTINGS)
         report(results, pred_dir, gt_dir, name, cfg.MATLAB, json_path, plot_path, args.baselines)
+    except JobFailure as e:
+        print(f"eval.py: error: {e}", file=sys.stderr)
+        return PEER_FAILURE
     except (FileNotFoundError, ValueError, KeyError, FolderLocked) as e:
         print(f"eval.py: error: {e.args[0] if e.args else e}", file=sys.stderr)
         return 2

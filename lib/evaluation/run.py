@@ -44,7 +44,7 @@ def _load_npy(path):
     return dets if dets.ndim == 2 and dets.shape[1] == 5 and dets.dtype == np.float32 else None
 
 
-def _open_cache(cache_dir, key):
+def open_cache(cache_dir, key):
     """Make `cache_dir` hold the cache of `key`, deleting cache files made under another key."""
     meta = cache_dir / _META
     text = json.dumps(key, sort_keys=True)
@@ -81,7 +81,7 @@ def run_detection(detector, image_names, image_root, pred_dir, cache_dir=None, c
                                 f"{image_root}, e.g. {missing[0]}")
     if cache_dir is not None:
         cache_dir = Path(cache_dir)
-        _open_cache(cache_dir, cache_key)
+        open_cache(cache_dir, cache_key)
     cached = {name: _load_npy(cache_dir / Path(name).with_suffix(".npy")) if cache_dir is not None else None
               for name in image_names}
 

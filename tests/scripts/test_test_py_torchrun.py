@@ -15,7 +15,10 @@ import pytest
 
 from lib.detection_job import balanced_shares
 from lib.outputs import read_detections_json
-from shared import ROOT
+from shared import DATA, ROOT, needs_shared, require
+
+MINI = DATA / "mini_wider"
+GT_DIR = DATA / "wider_eval_gt"
 
 # The same threads per process on both sides: convolution results depend on the thread count.
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -119,3 +122,23 @@ def test_video_is_refused_under_torchrun(random_checkpoint, tmp_path):
     proc = torchrun(["--video", "0", "--model", str(pth), "--out", str(tmp_path / "o")], 2, tmp_path)
     assert proc.wait(timeout=120) != 0
     assert "error: --video runs in one process" in (tmp_path / "err").read_text()
+
+
+@needs_shared(MINI)
+def test_eval_under_torchrun_writes_and_scores_what_one_process_does(random_checkpoint, tmp_path):
+    """eval.py detection mode with 2 processes: the same prediction files and APs as one process."""
+    require(GT_DIR)
+    _, pth = random_checkpoint
+    args = [str(ROOT / "eval.py"), "--model", str(pth), "--data", str(MINI), "--gt", str(GT_DIR), "--device", "cpu",
+            "--set", "TEST.SCALES", "[100]", "--set", "TEST.MAX_SIZE", "160"]
+    for run, prefix in (("one", []), ("two", ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"])):
+        (tmp_path / run).mkdir()
+        done = subprocess.run([sys.executable, *prefix, *args], cwd=tmp_path / run, env=ENV, capture_output=True,
+                              text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert done.stdout.count("17 images detected, 0 taken from the cache") == 1, done.stdout
+    run_dir = Path("output") / "SSH" / "wider_val" / "SSH"
+    one, two = (files(tmp_path / run / run_dir / "detections") for run in ("one", "two"))
+    assert one == two and len(one) == 17
+    assert (tmp_path / "one" / run_dir / "results.json").read_bytes() == (
+        tmp_path / "two" / run_dir / "results.json").read_bytes()
