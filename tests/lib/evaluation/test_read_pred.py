@@ -200,14 +200,20 @@ def test_read_pred_leaves_out_a_bad_row_alone_and_names_it(tmp_path, gt, row, wh
     assert preds[1].tolist() == [[1, 2, 3, 4, 0.5]] and preds[2].shape == (0, 5)
 
 
-def test_read_pred_counts_bad_rows_over_files_and_keeps_zero_sizes(tmp_path, gt):
-    # w = 0 and h = 0 are one-pixel boxes for the official tool (x2 = x + w, inclusive): kept.
-    _write(tmp_path, "0--Ev", "a", "a\n3\n1 2 0 0 0.5\nnan 0 1 1 0.5\n3 4 0 5 0.25\n")
-    _write(tmp_path, "0--Ev", "b", "b\n2\n1 2 3 -4 0.5\n1 2 3 4 -inf\n")
+def _read_three(tmp_path, gt, a, b):
+    """read_pred of files a and b of event 0--Ev and a valid c of 1--Other: (preds, warning messages)."""
+    _write(tmp_path, "0--Ev", "a", a)
+    _write(tmp_path, "0--Ev", "b", b)
     _write(tmp_path, "1--Other", "c", "c\n1\n1 2 3 4 0.5\n")
     with pytest.warns(PredictionWarning) as record:
         preds = read_pred(tmp_path, gt)
-    messages = [str(w.message) for w in record]
+    return preds, [str(w.message) for w in record]
+
+
+def test_read_pred_counts_bad_rows_over_files_and_keeps_zero_sizes(tmp_path, gt):
+    # w = 0 and h = 0 are one-pixel boxes for the official tool (x2 = x + w, inclusive): kept.
+    preds, messages = _read_three(tmp_path, gt, "a\n3\n1 2 0 0 0.5\nnan 0 1 1 0.5\n3 4 0 5 0.25\n",
+                                  "b\n2\n1 2 3 -4 0.5\n1 2 3 4 -inf\n")
     a, b = tmp_path / "0--Ev" / "a.txt", tmp_path / "0--Ev" / "b.txt"
     assert [m.split(": ")[0] for m in messages] == [f"{a}:4", f"{b}:3", f"{b}:4", str(tmp_path)]
     assert "3 box row(s) in 2 file(s) left out" in messages[-1]
@@ -217,12 +223,8 @@ def test_read_pred_counts_bad_rows_over_files_and_keeps_zero_sizes(tmp_path, gt)
 
 def test_whole_image_problems_stay_whole_image_problems(tmp_path, gt):
     """A bad row does not change the official rules: a later unreadable line still empties the image."""
-    _write(tmp_path, "0--Ev", "a", "a\n3\n1 2 3 4 inf\n1 2 3 4 0.5\n1 2 3 4 junk\n")
-    _write(tmp_path, "0--Ev", "b", "b\n2\n1 2 3 4 nan\n")
-    _write(tmp_path, "1--Other", "c", "c\n1\n1 2 3 4 0.5\n")
-    with pytest.warns(PredictionWarning) as record:
-        preds = read_pred(tmp_path, gt)
-    messages = [str(w.message) for w in record]
+    preds, messages = _read_three(tmp_path, gt, "a\n3\n1 2 3 4 inf\n1 2 3 4 0.5\n1 2 3 4 junk\n",
+                                  "b\n2\n1 2 3 4 nan\n")
     assert len(messages) == 2
     assert "a.txt:5: unreadable numbers" in messages[0] and "b.txt:4: count says 2" in messages[1]
     assert preds[0].shape == preds[1].shape == (0, 5)
