@@ -30,6 +30,7 @@ BENCHMARKS = {
     "evaluation": [],
     "anonymize": [],
     "memory": [],
+    "pipeline": [],
 }
 ROOT = Path(__file__).resolve().parents[1]
 

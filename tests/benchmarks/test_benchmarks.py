@@ -38,6 +38,10 @@ SMOKE_RUNS = {
                        rf"^outputs of one frame \(drawn \+ blurred \.mp4, text, JSON\): {F} ms$"]),
     "memory": ([], [r"^read_image \+ prep_image +\d+(\.\.\d+)? +\d+(\.\.\d+)?$",
                     rf"^300 x 450 at scale 0\.178: whole +{F}, rows read +{F}, ratio {F}$"]),
+    "pipeline": ([], [r"^.+ CPU capability \w+, \d+ network threads \(default\)$",
+                      r"^3 JPEGs \(\d+\.\d+ MB, quality 95\) of .+ at 120x160$",
+                      *[rf"^ {mode} +{workers} +{F} +{F} +{F} +{F} +\d+% +\d+% +\d+$"
+                        for mode in ("fp32", "int8") for workers in (0, 1)]]),
 }
 
 
