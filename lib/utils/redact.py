@@ -40,7 +40,8 @@ class Redactor:
     def __init__(self, url):
         parts = urlsplit(url)
         raw = [parts.username, parts.password, *(value for _, value in _secret_pairs(parts.query))]
-        forms = {form for secret in raw if secret for form in (secret, unquote(secret), quote(unquote(secret), safe=""))}
+        forms = {form for secret in raw if secret
+                 for form in (secret, unquote(secret), quote(unquote(secret), safe=""))}
         self._secrets = sorted(forms, key=len, reverse=True)
 
     def clean(self, text):

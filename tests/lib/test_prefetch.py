@@ -33,8 +33,8 @@ def test_look_ahead_is_bounded_and_the_work_overlaps():
         return k
 
     seen = []
-    for k, _, _ in prefetched(fn, range(100), workers=2, depth=3):
-        time.sleep(0.01)  # the caller is slow: the workers run ahead, but never more than depth items
+    for k, _, _ in prefetched(fn, range(20), workers=2, depth=3):
+        time.sleep(0.05)  # the caller is slow: the workers run ahead, but never more than depth items
         with lock:
             seen.append(len(started) - k - 1)
     assert max(seen) <= 3 and max(seen) >= 2

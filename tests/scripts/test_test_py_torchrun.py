@@ -94,8 +94,10 @@ def test_a_frozen_rank_is_named_and_the_same_command_finishes_the_job(folder, ra
     """Rank 1 stopped (SIGSTOP) mid-run: rank 0 names it after --timeout and exits 4; the same command (with
     --resume) then finishes the job, its outputs equal to an unbroken one-process run's."""
     _, pth = random_checkpoint
+    # blobs of 200 px: rank 1 is still at work when it is stopped, however fast the machine
+    slower = ["--set", "TEST.SCALES", "[200]", "--set", "TEST.MAX_SIZE", "300", "--device", "cpu"]
     args = ["--dir", str(folder), "--model", str(pth), "--save-json", "--thresh", "0.3", "--resume",
-            "--timeout", "3", "--out", str(tmp_path / "job")] + SMALL
+            "--timeout", "3", "--out", str(tmp_path / "job")] + slower
     proc = torchrun(args, 2, tmp_path, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
@@ -116,8 +118,8 @@ def test_a_frozen_rank_is_named_and_the_same_command_finishes_the_job(folder, ra
     rerun = torchrun(args, 2, tmp_path)
     assert rerun.wait(timeout=300) == 0, (tmp_path / "err").read_text()[-3000:]
     assert "--resume: " in (tmp_path / "out").read_text()
-    one = subprocess.run([sys.executable, "test.py", *args[:-len(SMALL) - 2], "--out", str(tmp_path / "one")] + SMALL,
-                         cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    one = subprocess.run([sys.executable, "test.py", *args[:-len(slower) - 2], "--out", str(tmp_path / "one"),
+                          *slower], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
     assert one.returncode == 0, one.stderr[-3000:]
     assert files(tmp_path / "job") == files(tmp_path / "one")
 
