@@ -95,6 +95,7 @@ def _detect(args, cfg, run_dir, job):
            "precision": args.precision, "TEST": cfg.TEST, "PIXEL_MEANS": cfg.PIXEL_MEANS}
     pred_dir = run_dir / "detections"
     cache_dir = None if args.no_cache else run_dir / "cache"
+    total = len(names)
     if job.distributed:
         sizes = [image_size(image_root / name) for name in names]
         names = job.share(names, [sum(round(h * s) * round(w * s) for s, _ in detector.scales(h, w))
@@ -111,7 +112,7 @@ def _detect(args, cfg, run_dir, job):
             job.announce("eval/ready")
         job.wait_for("eval/ready")  # the other ranks write once rank 0 holds the folder and cleaned it
         computed = run_detection(detector, names, image_root, pred_dir, cache_dir, key, progress=job.rank == 0,
-                                 workers=workers)
+                                 workers=workers, job=job, job_total=total)
         counts = job.gather([computed, len(names)])
     if counts is None:
         return None

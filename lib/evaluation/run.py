@@ -7,6 +7,7 @@ test config); a different key discards the old cache files. Prediction files are
 for every image from the detections.
 """
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -63,7 +64,7 @@ def _check_detections(dets, name):
 
 
 def run_detection(detector, image_names, image_root, pred_dir, cache_dir=None, cache_key=None,
-                  progress=True, workers=0):
+                  progress=True, workers=0, job=None, job_total=None):
     """Detect every image and write its prediction file under `pred_dir`; returns the count computed.
 
     detector: model.detector.Detector or alike (`prepare(image)` -> blobs, `detect_prepared(list of
@@ -72,7 +73,9 @@ def run_detection(detector, image_names, image_root, pred_dir, cache_dir=None, c
     relative to `image_root`. cache_dir: None disables the cache (everything is recomputed).
     cache_key: JSON-serialisable description of the detector; a changed key invalidates the cache.
     A missing image raises FileNotFoundError before any detection runs; an undecodable one raises
-    ImageError naming it (the images before it stay cached).
+    ImageError naming it (the images before it stay cached). Under a lib.detection_job.DetectionJob
+    `job` of several ranks, `image_names` is this rank's share of the `job_total` images: each image
+    counts on the job, and rank 0's progress bar shows the whole job's.
     """
     image_root = Path(image_root)
     missing = [n for n in image_names if not (image_root / n).is_file()]
@@ -91,7 +94,9 @@ def run_detection(detector, image_names, image_root, pred_dir, cache_dir=None, c
 
     computed = prefetched(load, [name for name in image_names if cached[name] is None], workers, errors=())
     count = 0
-    for name in tqdm(image_names, desc="detect", unit="img", disable=not progress):
+    shared = job is not None and job.distributed
+    bar = tqdm(total=job_total if shared else len(image_names), desc="detect", unit="img", disable=not progress)
+    for name in image_names:
         dets = cached.pop(name)
         if dets is None:
             _, blobs, _ = next(computed)
@@ -100,4 +105,12 @@ def run_detection(detector, image_names, image_root, pred_dir, cache_dir=None, c
             if cache_dir is not None:
                 _save_npy(cache_dir / Path(name).with_suffix(".npy"), dets)
         write_image_detections(pred_dir, name, dets)
+        bar.update(job.advance() - bar.n if shared else 1)
+        if shared:
+            job.check_peers()
+    while shared and progress and bar.n < job_total:  # rank 0's bar follows the others to the end
+        job.check_peers()
+        time.sleep(0.1)
+        bar.update(job.advance(0) - bar.n)
+    bar.close()
     return count

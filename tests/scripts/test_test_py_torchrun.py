@@ -144,6 +144,7 @@ def test_eval_under_torchrun_writes_and_scores_what_one_process_does(random_chec
                               text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-3000:]
         assert done.stdout.count("17 images detected, 0 taken from the cache") == 1, done.stdout
+        assert "detect: 100%" in done.stderr and "17/17" in done.stderr  # one bar for the whole job
     run_dir = Path("output") / "SSH" / "wider_val" / "SSH"
     one, two = (files(tmp_path / run / run_dir / "detections") for run in ("one", "two"))
     assert one == two and len(one) == 17
