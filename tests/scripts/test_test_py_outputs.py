@@ -274,3 +274,40 @@ def test_resume_finishes_an_interrupted_folder_run_as_one_run(random_checkpoint,
     err = capsys.readouterr().err
     assert err.startswith(f"error: --resume: {out} holds the outputs of a run with other settings (TEST was ")
     assert files(out) == files(tmp_path / "whole")  # nothing written
+
+
+def test_sigterm_stops_like_ctrl_c_and_resume_finishes(random_checkpoint, tmp_path):
+    """SIGTERM (a scheduler's or torchrun's stop) mid-folder: exit 130 with whole outputs and a valid JSON file;
+    the same command then finishes with the outputs of an unbroken run."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from shared import ROOT
+
+    _, pth = random_checkpoint
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for k in range(30):
+        cv2.imwrite(str(folder / f"{k:02d}.png"), noise((60, 80, 3), k))
+    args = [sys.executable, "test.py", "--dir", str(folder), "--model", str(pth), "--save-json", "--resume",
+            "--thresh", "0.3"] + SMALL
+    proc = subprocess.Popen(args + ["--out", str(tmp_path / "split")], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list((tmp_path / "split").glob("*_ssh.txt")):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    written = int(err.split("stopped by Ctrl-C after ")[1].split()[0])
+    assert 0 < written < 30 and len(read_detections_json(tmp_path / "split" / "detections.json")) == written
+    for out in ("split", "whole"):
+        done = subprocess.run(args + ["--out", str(tmp_path / out)], cwd=ROOT, capture_output=True, text=True,
+                              timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+    files = [{p.name: p.read_bytes() for p in (tmp_path / out).iterdir() if p.name != ".ssh_run.json"}
+             for out in ("split", "whole")]
+    assert files[0] == files[1] and len(files[0]) == 61
