@@ -19,7 +19,7 @@ from lib.config import add_config_args, config_from_args, data_layout
 from lib.evaluation import SETTINGS, load_ground_truth, wider_eval
 from lib.evaluation.plot import plot_pr_curves
 from lib.utils.atomic import atomic_write_text, check_writable
-from lib.utils.cli import one_line_warnings
+from lib.utils.cli import one_line_warnings, sigterm_as_ctrl_c
 from lib.utils.lock import FolderLocked, folder_lock
 from model.precision import PRECISIONS
 
@@ -27,6 +27,8 @@ from model.precision import PRECISIONS
 EVAL_LOCK = "eval.lock"
 # Exit code when another process of a torchrun job died, froze or never joined (as train_dist.py's).
 PEER_FAILURE = 4
+# Exit code when Ctrl-C or SIGTERM stopped the detection (as test.py's).
+INTERRUPTED = 130
 
 
 class JobFailure(RuntimeError):
@@ -153,6 +155,12 @@ def report(results, pred_dir, gt_dir, name, matlab, json_path, plot_path, baseli
 def main(argv=None):
     one_line_warnings()
     args = parse_args(argv)
+    with sigterm_as_ctrl_c():  # torchrun, SLURM and kill stop a run as Ctrl-C does: the cache keeps what was done
+        return run(args)
+
+
+def run(args):
+    """eval.py for parsed `args`; the exit code."""
     try:
         cfg = config_from_args(args)
         layout = data_layout(cfg.DATA_DIR)
@@ -183,6 +191,10 @@ def main(argv=None):
                 return 0
         results = wider_eval(pred_dir, gt, SETTINGS)
         report(results, pred_dir, gt_dir, name, cfg.MATLAB, json_path, plot_path, args.baselines)
+    except KeyboardInterrupt:
+        print("eval.py: stopped; the detections cached so far are kept: the same command goes on from them",
+              file=sys.stderr)
+        return INTERRUPTED
     except JobFailure as e:
         print(f"eval.py: error: {e}", file=sys.stderr)
         return PEER_FAILURE

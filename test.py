@@ -23,11 +23,11 @@ import torch
 from lib.anonymize import DEFAULT_HOLD, DEFAULT_SCALE, DEFAULT_SHAPE, METHODS, SHAPES
 from lib.config import add_config_args, config_from_args, data_layout
 from lib.detection_job import DetectionJob
-from lib.detection_run import default_workers, output_stems, run_images, run_video
+from lib.detection_run import PrintedLines, default_workers, output_stems, run_items, run_video
 from lib.image_io import DEFAULT_MAX_PIXELS, ImageError, image_size
-from lib.media_writers import OutputOptions
 from lib.outputs import DetectionsJson
 from lib.run_settings import check_settings
+from lib.sinks import Item, OutputOptions, image_sinks
 from lib.utils.atomic import check_writable
 from lib.utils.cli import one_line_warnings, sigterm_as_ctrl_c
 from lib.utils.device import parse_device
@@ -272,28 +272,30 @@ def blob_pixels(detector, path):
 def detect_images(args, detector, images, job):
     """Run the detector over `images` (image_list), this rank's balanced share of them under torchrun,
     writing the outputs asked for; rank 0 gathers the JSON entries and the failures. The exit code."""
-    stems = dict(zip([p for p, _ in images], output_stems([p for p, _ in images])))
-    mine = job.share(images, [blob_pixels(detector, p) for p, _ in images]) if job.distributed else images
+    paths = [p for p, _ in images]
+    items = [Item(path, stem, rel) for (path, rel), stem in zip(images, output_stems(paths))]
+    mine = job.share(items, [blob_pixels(detector, item.path) for item in items]) if job.distributed else items
     path = json_path(args)
     json = (DetectionsJson(path, str(args.model), args.precision, args.thresh, resume=args.resuming)
             if path else None)
     if json is not None and job.rank > 0:  # rank 0 writes the file; each other rank a part of its own
         json.path = json.part_path(job.rank)
-    failed, unmasked = [], []
     workers = default_workers() if args.workers is None else args.workers
     with json if json is not None else nullcontext():
-        done, interrupted = run_images(detector, mine, output_options(args, json), args.batch_size, failed, unmasked,
-                                       args.max_pixels, workers, args.resuming, stems, job)
-    if interrupted and job.distributed:  # torchrun stops every rank so: each keeps what it wrote (--resume)
+        report = run_items(detector, mine, image_sinks(output_options(args, json), paths), args.thresh,
+                           batch_size=args.batch_size, workers=workers, max_pixels=args.max_pixels,
+                           resume=args.resuming, progress=PrintedLines(args.out, args.thresh, args.batch_size,
+                                                                       loud=job.rank == 0), job=job)
+    if report.interrupted and job.distributed:  # torchrun stops every rank so: each keeps what it wrote (--resume)
         return INTERRUPTED
-    results = job.gather({"entries": json.entries if json is not None else [], "done": done,
-                          "failed": [m for _, m in failed], "unmasked": [m for _, m in unmasked],
-                          "interrupted": interrupted})
+    results = job.gather({"entries": json.entries if json is not None else [], "done": report.done + report.earlier,
+                          "failed": [m for _, m in report.failed], "unmasked": [m for _, m in report.unmasked],
+                          "interrupted": report.interrupted})
     if results is None:  # another rank than 0: rank 0 reports for the job
-        return INTERRUPTED if interrupted else 0
+        return INTERRUPTED if report.interrupted else 0
     if json is not None and job.distributed:
         json.path = path
-        json.replace_entries([e for r in results for e in r["entries"]], {str(p): k for k, (p, _) in enumerate(images)})
+        json.replace_entries([e for r in results for e in r["entries"]], {str(p): k for k, p in enumerate(paths)})
     failed = [(None, m) for r in results for m in r["failed"]]
     done = sum(r["done"] for r in results)
     summarize_unmasked([(None, m) for r in results for m in r["unmasked"]], done)

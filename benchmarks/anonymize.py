@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from lib.anonymize import METHODS, SHAPES, anonymize
-from lib.media_writers import OutputOptions, VideoOutputs
+from lib.media_writers import VideoOutputs
 from lib.outputs import DetectionsJson
+from lib.sinks import OutputOptions
 
 from .utils import Timing, benchmark_parser, hw, parse_args, seconds
 

@@ -1,9 +1,11 @@
-"""A detector run over images, or over the frames of a video file, frame folder, camera or stream:
-batching, detection on every Nth frame, a frame limit, a live window and a clean stop on Ctrl-C.
+"""The detection run loops: over images (`run_items`, test.py's and eval.py's one loop: prefetch,
+batches, sinks written behind the network, resume, torchrun shares) and over the frames of a video file,
+frame folder, camera or stream (`run_video`: detection on every Nth frame, a frame limit, a live window),
+each with a clean stop on Ctrl-C.
 
-`detector` is anything with `detect(list of images) -> list of (N, 5) detections` (model.detector.
-Detector); the outputs are lib.media_writers' writers. Failures of single images or frames are
-reported, collected as (key, message) and skipped, so the others still get their results.
+`detector` is model.detector.Detector or alike (`prepare`, `detect_prepared`; `detect` for frames); the
+outputs are lib.sinks' sinks and lib.media_writers' video writers. Failures of single images or frames
+are reported, collected as (key, message) and skipped, so the others still get their results.
 """
 import os
 import signal
@@ -12,6 +14,8 @@ import threading
 import time
 from collections import Counter
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
@@ -20,7 +24,9 @@ from .image_io import DEFAULT_MAX_PIXELS, ImageError, read_image
 from .utils.iteration import batched
 from .utils.prefetch import prefetched
 from .utils.redact import public_url
-from .media_writers import ImageOutputs, VideoOutputs
+from .utils.write_behind import WriteBehind
+from .media_writers import VideoOutputs
+from .sinks import AnonymisedPicture, Result, as_detections
 from .video import FrameReader, LiveWindow, VideoError
 
 NO_DETECTIONS = np.zeros((0, 5), np.float32)
@@ -157,7 +163,8 @@ def detect_prepared_each(detector, prepared, batch_size, failed, busy=None):
                 results = detector.detect_prepared([blobs for _, (_, blobs) in batch])
         except (RuntimeError, ValueError) as e:
             for key, _ in batch:
-                report_failure(failed, key, f"detection failed: {str(e).strip().splitlines()[0]}")
+                report_failure(failed, key, f"{getattr(key, 'path', key)}: detection failed: "
+                                            f"{str(e).strip().splitlines()[0]}")
             continue
         for (key, (image, _)), dets in zip(batch, results):
             yield key, image, dets
@@ -168,79 +175,146 @@ def default_workers():
     return 1 if (os.cpu_count() or 1) > 1 else 0
 
 
-def run_images(detector, images, opts, batch_size, failed, unmasked=None, max_pixels=DEFAULT_MAX_PIXELS,
-               workers=0, resume=False, stems=None, job=None):
-    """Detect on `images`, a list of (path, name in WIDER files), writing the outputs of `opts`.
+@dataclass
+class RunReport:
+    """What `run_items` did: items written (`detected` of them by the network, the others recalled from
+    a cache), skipped as done by an earlier run, failed and anonymised without a mask, as (key, message);
+    whether Ctrl-C stopped it; its wall time and the network's busy time in seconds."""
+    done: int = 0
+    detected: int = 0
+    earlier: int = 0
+    failed: list = field(default_factory=list)
+    unmasked: list = field(default_factory=list)
+    interrupted: bool = False
+    seconds: float = 0.0
+    busy: float = 0.0
+
+
+class PrintedLines:
+    """test.py's progress: one line per image (rank 0's only under torchrun) naming its faces and outputs."""
+
+    def __init__(self, out, thresh, batch_size, loud=True):
+        self.out, self.thresh, self.batch_size, self.loud = out, thresh, batch_size, loud
+        self._last = time.perf_counter()
+
+    def start(self, total, earlier):
+        if earlier and self.loud:
+            print(f"--resume: {earlier} of {total} images were done by an earlier run in {self.out}; "
+                  "they are skipped")
+
+    def item(self, item, kept, job_done):
+        now = time.perf_counter()
+        timing = f" in {now - self._last:.2f} s" if self.batch_size == 1 else ""
+        total = f" [{job_done} done by the job]" if job_done is not None else ""
+        if self.loud:
+            print(f"{item.path}: {len(kept)} faces (score >= {self.thresh}){timing} -> "
+                  f"{self.out / item.stem}_ssh.*{total}")
+        self._last = now
+
+    def close(self, job):
+        pass
+
+
+class ProgressBar:
+    """eval.py's progress: one bar of the whole job's images (rank 0's only under torchrun), which
+    follows the other ranks to the end."""
+
+    def __init__(self, total, enabled=True):
+        self.bar = tqdm(total=total, desc="detect", unit="img", disable=not enabled)
+
+    def start(self, total, earlier):
+        pass
+
+    def item(self, item, kept, job_done):
+        self.bar.update(1 if job_done is None else job_done - self.bar.n)
+
+    def close(self, job):
+        while job is not None and job.distributed and not self.bar.disable and self.bar.n < self.bar.total:
+            job.check_peers()
+            time.sleep(0.1)
+            self.bar.update(job.advance(0) - self.bar.n)
+        self.bar.close()
+
+
+def run_items(detector, items, sinks, thresh, *, batch_size=1, workers=0, max_pixels=DEFAULT_MAX_PIXELS,
+              resume=False, progress=None, job=None):
+    """Detect on `items` (lib.sinks.Item, in output order) and hand each result to `sinks` (lib.sinks.Sinks):
+    the one run loop of test.py and eval.py. Returns a RunReport.
 
     Images are read and prepared (`detector.prepare`) on `workers` threads ahead of the network
-    (lib.utils.prefetch; 0: in turn). Unreadable images, and those of more than `max_pixels` pixels
-    (lib.image_io.read_image), are reported and skipped; with opts.anonymize, images in which no face was
-    masked are reported and added to `unmasked`. With `resume`, images whose outputs an earlier run
-    wrote completely (and, with opts.json, recorded: its entry is carried over) are skipped. Returns
-    (images done, interrupted): Ctrl-C stops the run between two writes, so every file written is
-    complete. Under a lib.detection_job.DetectionJob `job` of several ranks, `images` is this rank's
-    share and `stems` the output stems of the whole job's images (`output_stems`); each image counts
-    on the job, a lost peer stops the run (PeerFailure), and only rank 0 prints its lines.
+    (lib.utils.prefetch), `batch_size` of them per network pass, and the sinks write on one more thread
+    behind it (lib.utils.write_behind); 0 workers: all in turn. Unreadable images, and those of more than
+    `max_pixels` pixels (lib.image_io.read_image), and failed batches are reported and skipped; with an
+    anonymising sink, images in which no face was masked are reported. With `resume`, items every sink
+    wrote in an earlier run are skipped (`keep` carries their JSON entries over, in place); items whose
+    detections a sink recalls (eval's cache) skip the network when no sink needs the pixels. Ctrl-C stops
+    the run between two items: every item handed to the sinks is written whole. Under a
+    lib.detection_job.DetectionJob `job` of several ranks, `items` is this rank's share: each item
+    written counts on the job, a lost peer stops the run (PeerFailure), and only rank 0 prints the
+    progress of `progress` (PrintedLines, ProgressBar).
     """
-    unmasked = [] if unmasked is None else unmasked
-    paths = [path for path, _ in images]
-    writer = ImageOutputs(opts, paths)
+    report = RunReport()
+    shared = job is not None and job.distributed
+    progress = progress or PrintedLines(Path("."), thresh, batch_size, loud=False)
+    masking = any(isinstance(s, AnonymisedPicture) for s in sinks)
+    earlier = {item for item in items if resume and sinks.done(item)}
+    recalled = {} if sinks.needs_image else {item: dets for item in items if item not in earlier
+                                              and (dets := sinks.recall(item)) is not None}
+    report.earlier = len(earlier)
+    progress.start(len(items), len(earlier))
 
-    def load(path):
-        image = read_image(path, max_pixels)
+    def load(item):
+        image = read_image(item.path, max_pixels)
         return image, detector.prepare(image)
 
-    stems = stems or dict(zip(paths, output_stems(paths)))
-    names = {path: (stems[path], rel) for path, rel in images}
-    loud = job is None or job.rank == 0
-    earlier = {path for path in paths if resume and writer.done(path, *names[path])
-               and (opts.json is None or opts.json.has(path))}
-    if earlier and loud:
-        print(f"--resume: {len(earlier)} of {len(paths)} images were done by an earlier run in {opts.out}; "
-              "they are skipped")
-    waiting = iter(paths)  # in input order: earlier images' JSON entries go where a fresh run puts them
+    def written(item, image, dets, writer, recall=False):
+        dets = as_detections(dets, item)
+        kept = dets[dets[:, 4] >= thresh]
+        with uninterrupted():
+            writer.submit(sinks.write, Result(item, image, dets, kept, recalled=recall))
+            report.done += 1
+        if masking and not len(kept):
+            report_unmasked(report.unmasked, item.path, "the image", thresh)
+        progress.item(item, kept, job.advance() if shared else None)
+        if shared:
+            job.check_peers()
 
-    def keep_earlier(until=None):
-        for path in waiting:
-            if path == until:
+    waiting = iter(items)  # in order: what needs no network is written where a fresh run writes it
+
+    def catch_up(writer, until=None, write=True):
+        for item in waiting:
+            if item == until:
                 return
-            if path in earlier and opts.json is not None:
-                opts.json.keep(path)
+            if item in earlier:
+                writer.submit(sinks.keep, item)
+            elif item in recalled and write:
+                written(item, None, recalled.pop(item), writer, recall=True)
 
-    prepared = prefetched(load, [p for p in paths if p not in earlier], workers, errors=(ImageError, ValueError))
+    pending = [item for item in items if item not in earlier and item not in recalled]
+    prepared = prefetched(load, pending, workers, errors=(ImageError, ValueError))
     busy = BusyClock()
-
-    start = last = time.perf_counter()
-    done, interrupted = 0, False
-    try:
-        for path, image, dets in detect_prepared_each(detector, prepared, batch_size, failed, busy):
-            name, rel = names[path]
-            with uninterrupted():
-                keep_earlier(until=path)
-                kept = writer.write(path, name, rel, image, dets)
-                done += 1
-            if opts.anonymize and not len(kept):
-                report_unmasked(unmasked, path, "the image", opts.thresh)
-            now = time.perf_counter()
-            timing = f" in {now - last:.2f} s" if batch_size == 1 else ""
-            total = f" [{job.advance()} done by the job]" if job is not None and job.distributed else ""
-            if loud:
-                print(f"{path}: {len(kept)} faces (score >= {opts.thresh}){timing} -> {opts.out / name}_ssh.*{total}")
-            last = now
-            if job is not None:
-                job.check_peers()
-        keep_earlier()
-    except KeyboardInterrupt:
-        interrupted = True
-        print(f"\nstopped by Ctrl-C after {done} images; everything written so far is kept", file=sys.stderr)
-        keep_earlier()  # the entries of later images done before stay in the JSON file
-    seconds = time.perf_counter() - start
-    skipped = f" (and {len(earlier)} done before)" if earlier else ""
-    rank = f"rank {job.rank}: " if job is not None and job.distributed else ""
-    print(f"{rank}{done} of {len(images)} images{skipped} in {seconds:.2f} s ({done / max(seconds, 1e-9):.2f} "
-          f"images/s, batch size {batch_size}, {workers} preparing thread(s); the network busy "
-          f"{100 * busy.seconds / max(seconds, 1e-9):.0f}% of the time)")
-    return done + len(earlier), interrupted
+    start = time.perf_counter()
+    with WriteBehind(enabled=workers > 0) as writer:
+        try:
+            for item, image, dets in detect_prepared_each(detector, prepared, batch_size, report.failed, busy):
+                catch_up(writer, until=item)
+                written(item, image, dets, writer)
+                report.detected += 1
+            catch_up(writer)
+        except KeyboardInterrupt:
+            report.interrupted = True
+            print(f"\nstopped by Ctrl-C after {report.done} images; everything written so far is kept",
+                  file=sys.stderr)
+            catch_up(writer, write=False)  # the entries of later images done before stay in the JSON file
+    report.seconds, report.busy = time.perf_counter() - start, busy.seconds
+    progress.close(job)
+    skipped = f" (and {report.earlier} done before)" if report.earlier else ""
+    rank = f"rank {job.rank}: " if shared else ""
+    print(f"{rank}{report.done} of {len(items)} images{skipped} in {report.seconds:.2f} s "
+          f"({report.done / max(report.seconds, 1e-9):.2f} images/s, batch size {batch_size}, "
+          f"{workers} preparing thread(s); the network busy {100 * report.busy / max(report.seconds, 1e-9):.0f}% "
+          "of the time)")
+    return report
 
 
 def limited(frames, max_frames):

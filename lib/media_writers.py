@@ -1,98 +1,21 @@
-"""What test.py writes for each image or video frame it detects on (docs/inference.md §5.6).
+"""What test.py writes for the frames of a video, frame folder, camera or stream (docs/inference.md §5.6).
 
-Per image `<name>`: the picture with boxes drawn `<name>_ssh.jpg`, the anonymised picture
-`<name>_anonymized.<ext>` (with --anonymize; it replaces the drawn one unless --draw), the text
-file `<name>_ssh.txt` (`x1 y1 x2 y2 score` per detection with score >= --thresh), face crops under
-`crops/`, the official WIDER prediction file under the --save-wider folder (every detection, as the
-official evaluation reads them), and an entry of the run's --save-json file. Per video or stream
-`<name>`: `<name>_ssh.mp4`, `<name>_anonymized.mp4`, `<name>_ssh/<frame>.txt`, crops and JSON entries
-of the frames detected on. Every file is written atomically; an input file is never overwritten.
+Per video or stream `<name>`: `<name>_ssh.mp4` (boxes drawn), `<name>_anonymized.mp4`, `<name>_ssh/<frame>.txt`,
+crops and JSON entries of the frames detected on. Images have their sinks in lib.sinks. Every file is
+written atomically; an input file is never overwritten.
 """
 import sys
 from contextlib import ExitStack
-from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
 
-from .anonymize import DEFAULT_HOLD, DEFAULT_SCALE, DEFAULT_SHAPE, MaskHold, anonymize
-from .evaluation.wider_txt import prediction_path, write_image_detections
-from .image_io import write_image
+from .anonymize import MaskHold, anonymize
 from .outputs import save_crops
-from .utils.atomic import atomic_folder, atomic_write_text
+from .sinks import Inputs
+from .utils.atomic import atomic_folder
 from .video import atomic_video
 from .visualize import draw_detections, format_detections
-
-# Extensions an anonymised picture keeps (others are written as .jpg).
-KEEP_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
-
-
-@dataclass(frozen=True)
-class OutputOptions:
-    """The outputs asked for on the command line; `json` is the open lib.outputs.DetectionsJson or None."""
-    out: Path
-    thresh: float = 0.5
-    draw: bool = True
-    anonymize: str | None = None
-    mask_scale: float = DEFAULT_SCALE
-    mask_shape: str = DEFAULT_SHAPE
-    hold: int = DEFAULT_HOLD
-    crops: bool = False
-    crop_margin: float = 0.0
-    wider: Path | None = None
-    json: object = None
-
-
-class Inputs:
-    """The input files of a run: `check(path)` refuses to write over any of them."""
-
-    def __init__(self, paths):
-        self._resolved = {Path(p).resolve() for p in paths}
-
-    def check(self, path):
-        path = Path(path)
-        if path.resolve() in self._resolved:
-            raise ValueError(f"{path} is an input of this run: refusing to overwrite it (choose another --out)")
-        return path
-
-
-class ImageOutputs:
-    """Writes the outputs of `opts` for one image at a time."""
-
-    def __init__(self, opts, inputs):
-        self.opts, self.inputs = opts, Inputs(inputs)
-
-    def files(self, path, name, rel):
-        """The files `write` makes for one image, but crops; the text file, written last, comes last."""
-        o = self.opts
-        suffix = path.suffix.lower() if path.suffix.lower() in KEEP_SUFFIXES else ".jpg"
-        return ([o.out / f"{name}_ssh.jpg"] * o.draw + [o.out / f"{name}_anonymized{suffix}"] * bool(o.anonymize)
-                + ([prediction_path(o.wider, rel)] if o.wider is not None else []) + [o.out / f"{name}_ssh.txt"])
-
-    def done(self, path, name, rel):
-        """True when an earlier run wrote every output of the image (its text file, written after the
-        others and the crops, exists with them); its JSON entry is kept by the caller."""
-        return all(p.is_file() for p in self.files(path, name, rel))
-
-    def write(self, path, name, rel, image, dets):
-        """Outputs of the image read from `path`: `name` its output stem, `rel` its name in WIDER files,
-        `dets` all its detections (those >= thresh are drawn, masked, cropped and listed)."""
-        o = self.opts
-        kept = dets[dets[:, 4] >= o.thresh]
-        *pictures, text = self.files(path, name, rel)
-        if o.draw:
-            write_image(self.inputs.check(pictures.pop(0)), draw_detections(image, kept, o.thresh))
-        if o.anonymize:
-            write_image(self.inputs.check(pictures.pop(0)), anonymize(image, kept, o.anonymize, o.mask_scale,
-                                                                      o.mask_shape))
-        if o.wider is not None:
-            write_image_detections(o.wider, rel, dets)
-        crops = save_crops(o.out / "crops", name, image, kept, o.crop_margin) if o.crops else None
-        atomic_write_text(self.inputs.check(text), format_detections(kept))  # last: marks the image done
-        if o.json is not None:
-            o.json.add(str(path), image.shape[:2], kept, crops=crops)
-        return kept
 
 
 def fit_frame(frame, boxes, size):

@@ -1,24 +1,21 @@
 """Detection over a WIDER split with a per-image cache, resumable (official SSH/test.py test_net).
 
 Each image's detections are cached as `<cache_dir>/<event>/<image>.npy` (float32 (N, 5), read
-with allow_pickle=False) the moment they are computed, so an interrupted run resumes at the
-first image without a cache file. `cache_dir/meta.json` records what produced the cache (model,
-test config); a different key discards the old cache files. Prediction files are (re)written
-for every image from the detections.
+with allow_pickle=False; lib.sinks.DetectionCache) the moment they are computed, so an interrupted
+run resumes at the first image without a cache file. `cache_dir/meta.json` records what produced
+the cache (model, test config); a different key discards the old cache files. Prediction files are
+(re)written for every image from the detections.
 """
 import json
-import time
 from pathlib import Path
 
-import numpy as np
-from tqdm import tqdm
-
 from lib.datasets.wider import annotation_file, image_dir, read_annotations
-from lib.image_io import read_image
-from lib.utils.atomic import atomic_path, atomic_write_text
-from lib.utils.prefetch import prefetched
+from lib.detection_run import ProgressBar, run_items
+from lib.image_io import ImageError
+from lib.sinks import DetectionCache, Item, Sinks, WiderFile
+from lib.utils.atomic import atomic_write_text
 
-from .wider_txt import write_image_detections
+from .wider_txt import SCORE_THRESH
 
 _META = "meta.json"
 
@@ -29,20 +26,6 @@ def val_images(data_dir):
     if not path.is_file():
         raise FileNotFoundError(f"WIDER val annotations not found: {path}")
     return [im.name for im in read_annotations(path)], image_dir(data_dir, "val")
-
-
-def _save_npy(path, array):
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.save(f, array, allow_pickle=False)
-
-
-def _load_npy(path):
-    """Cached (N, 5) float32 detections, or None when absent or unreadable."""
-    try:
-        dets = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError):
-        return None
-    return dets if dets.ndim == 2 and dets.shape[1] == 5 and dets.dtype == np.float32 else None
 
 
 def open_cache(cache_dir, key):
@@ -56,26 +39,20 @@ def open_cache(cache_dir, key):
     atomic_write_text(meta, text)
 
 
-def _check_detections(dets, name):
-    dets = np.asarray(dets)
-    if dets.ndim != 2 or dets.shape[1] != 5:
-        raise ValueError(f"{name}: detect() returned shape {dets.shape}, expected (N, 5)")
-    return dets.astype(np.float32, copy=False)
-
-
 def run_detection(detector, image_names, image_root, pred_dir, cache_dir=None, cache_key=None,
                   progress=True, workers=0, job=None, job_total=None):
     """Detect every image and write its prediction file under `pred_dir`; returns the count computed.
 
     detector: model.detector.Detector or alike (`prepare(image)` -> blobs, `detect_prepared(list of
-    blobs)` -> list of (N, 5) x1, y1, x2, y2, score); images are read and prepared on `workers`
-    threads ahead of the network (lib.utils.prefetch; 0: in turn). image_names: `<event>/<image>.jpg`
-    relative to `image_root`. cache_dir: None disables the cache (everything is recomputed).
-    cache_key: JSON-serialisable description of the detector; a changed key invalidates the cache.
-    A missing image raises FileNotFoundError before any detection runs; an undecodable one raises
-    ImageError naming it (the images before it stay cached). Under a lib.detection_job.DetectionJob
-    `job` of several ranks, `image_names` is this rank's share of the `job_total` images: each image
-    counts on the job, and rank 0's progress bar shows the whole job's.
+    blobs)` -> list of (N, 5) x1, y1, x2, y2, score). The run is lib.detection_run.run_items, test.py's
+    loop, with two sinks: the cache and the WIDER file of test.py --save-wider (lib.sinks). image_names:
+    `<event>/<image>.jpg` relative to `image_root`. cache_dir: None disables the cache (everything is
+    recomputed). cache_key: JSON-serialisable description of the detector; a changed key invalidates
+    the cache. A missing image raises FileNotFoundError before any detection runs; undecodable ones
+    raise ImageError naming them once the others are done (and cached); Ctrl-C raises KeyboardInterrupt
+    once the images detected so far are written. Under a lib.detection_job.DetectionJob `job` of
+    several ranks, `image_names` is this rank's share of the `job_total` images: each image counts on
+    the job, and rank 0's progress bar shows the whole job's.
     """
     image_root = Path(image_root)
     missing = [n for n in image_names if not (image_root / n).is_file()]
@@ -83,34 +60,16 @@ def run_detection(detector, image_names, image_root, pred_dir, cache_dir=None, c
         raise FileNotFoundError(f"{len(missing)} of {len(image_names)} images are missing under "
                                 f"{image_root}, e.g. {missing[0]}")
     if cache_dir is not None:
-        cache_dir = Path(cache_dir)
-        open_cache(cache_dir, cache_key)
-    cached = {name: _load_npy(cache_dir / Path(name).with_suffix(".npy")) if cache_dir is not None else None
-              for name in image_names}
-
-    def load(name):
-        image = read_image(image_root / name)
-        return detector.prepare(image)
-
-    computed = prefetched(load, [name for name in image_names if cached[name] is None], workers, errors=())
-    count = 0
+        open_cache(Path(cache_dir), cache_key)
+    sinks = Sinks(([] if cache_dir is None else [DetectionCache(cache_dir)]) + [WiderFile(pred_dir)])
+    items = [Item(image_root / name, Path(name).stem, name) for name in image_names]
     shared = job is not None and job.distributed
-    bar = tqdm(total=job_total if shared else len(image_names), desc="detect", unit="img", disable=not progress)
-    for name in image_names:
-        dets = cached.pop(name)
-        if dets is None:
-            _, blobs, _ = next(computed)
-            dets = _check_detections(detector.detect_prepared([blobs])[0], name)
-            count += 1
-            if cache_dir is not None:
-                _save_npy(cache_dir / Path(name).with_suffix(".npy"), dets)
-        write_image_detections(pred_dir, name, dets)
-        bar.update(job.advance() - bar.n if shared else 1)
-        if shared:
-            job.check_peers()
-    while shared and progress and bar.n < job_total:  # rank 0's bar follows the others to the end
-        job.check_peers()
-        time.sleep(0.1)
-        bar.update(job.advance(0) - bar.n)
-    bar.close()
-    return count
+    bar = ProgressBar(job_total if shared else len(items), enabled=progress)
+    report = run_items(detector, items, sinks, SCORE_THRESH, workers=workers, progress=bar, job=job)
+    if report.interrupted:
+        raise KeyboardInterrupt
+    if report.failed:
+        raise ImageError(f"{len(report.failed)} of {len(items)} images could not be detected (the others are "
+                         "written" + (" and cached" if cache_dir is not None else "") + "): "
+                         + "; ".join(message for _, message in report.failed))
+    return report.detected

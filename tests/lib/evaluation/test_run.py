@@ -173,3 +173,32 @@ def test_eval_script_locks_its_run_folder_and_cleans_interrupted_writes(fake_eva
         assert eval_script.main(argv) == 0
     assert not stale.exists()
     assert "Removed 1 temporary file(s) of an interrupted run" in capsys.readouterr().out
+
+
+def test_eval_script_ctrl_c_keeps_the_cache_and_the_rerun_goes_on(fake_eval, monkeypatch, capsys):
+    import model.detector
+
+    argv, run_dir = fake_eval
+    monkeypatch.setattr(model.detector, "build_detector", lambda *a: FakeDetector(fail_after=4))
+    assert eval_script.main(argv) == eval_script.INTERRUPTED == 130
+    assert "eval.py: stopped; the detections cached so far are kept" in capsys.readouterr().err
+    assert len(list((run_dir / "cache").rglob("*.npy"))) == 4
+    monkeypatch.setattr(model.detector, "build_detector", lambda *a: FakeDetector())
+    with pytest.warns(UserWarning):
+        assert eval_script.main(argv) == 0
+    assert "13 images detected, 4 taken from the cache" in capsys.readouterr().out
+
+
+def test_run_names_undecodable_images_after_doing_the_others(mini, tmp_path):
+    import shutil
+
+    names, root = mini
+    copy = tmp_path / "images"
+    for name in names[:3]:
+        (copy / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(root / name, copy / name)
+    (copy / names[1]).write_bytes(b"junk")
+    with pytest.raises(ValueError, match=rf"1 of 3 images could not be detected \(the others are written and "
+                                         rf"cached\): .*{names[1]}"):
+        run_detection(FakeDetector(), names[:3], copy, tmp_path / "pred", tmp_path / "cache", {"m": 1}, progress=False)
+    assert len(list((tmp_path / "cache").rglob("*.npy"))) == 2 == len(list((tmp_path / "pred").rglob("*.txt")))
