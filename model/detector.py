@@ -160,10 +160,14 @@ class Detector:
     def prepare(self, image):
         """[(scale, H x W x 3 float32 blob)] of one uint8 grey/BGR/BGRA image, one per test level:
         the CPU half of `detect`, without the network, so worker threads can prepare the next images
-        while the network runs (lib.utils.prefetch). A grey or BGRA image's BGR copy lives only while
-        its blobs are made."""
+        while the network runs (lib.utils.prefetch). Blobs are numpy arrays, on CUDA torch tensors in
+        page-locked memory (their copy to the GPU then overlaps the host's work). A grey or BGRA
+        image's BGR copy lives only while its blobs are made."""
         image = as_bgr(image)
-        return [(scale, prep_image(image, self.pixel_means, scale)) for scale, _ in self.scales(*image.shape[:2])]
+        blobs = [(scale, prep_image(image, self.pixel_means, scale)) for scale, _ in self.scales(*image.shape[:2])]
+        if self.device.type == "cuda":  # page-locked here, on the worker, so the copy to the GPU is asynchronous
+            blobs = [(scale, torch.from_numpy(blob).pin_memory()) for scale, blob in blobs]
+        return blobs
 
     def detect_prepared(self, prepared):
         """Detections (a list of (N, 5) float32 arrays) of a list of `prepare` results: the blobs of
@@ -179,16 +183,25 @@ class Detector:
         inputs = [[None] * len(image_scales) for image_scales in scales]
         for blob_hw in list(groups):  # in order of first appearance
             group = groups.pop(blob_hw)
-            # N x H x W x 3 seen as N x 3 x H x W: the channels_last layout forward() wants, with no
-            # copy for a single blob and one (the batch) for several
-            nhwc = group[0][2][None] if len(group) == 1 else np.stack([blob for *_, blob in group])
+            nhwc = self._stacked([blob for *_, blob in group])
             group = [(i, level) for i, level, _ in group]
-            heads = self.forward(torch.from_numpy(nhwc).permute(0, 3, 1, 2))
+            heads = self.forward(nhwc.permute(0, 3, 1, 2))
             del nhwc
             for k, (i, level) in enumerate(group):
                 one = {m: (cls[k:k + 1], reg[k:k + 1]) for m, (cls, reg) in heads.items()}
                 inputs[i][level] = (one, scales[i][level], blob_hw)
         return [self.post(image_inputs).cpu().numpy() for image_inputs in inputs]
+
+    def _stacked(self, blobs):
+        """N x H x W x 3 float32 tensor of `prepare`'s H x W x 3 blobs; seen as N x 3 x H x W it is the
+        channels_last layout forward() wants. No copy for one blob; one (the batch) for several, into
+        page-locked memory on CUDA."""
+        tensors = [torch.as_tensor(blob) for blob in blobs]
+        if len(tensors) == 1:
+            return tensors[0][None]
+        batch = torch.empty((len(tensors), *tensors[0].shape), dtype=tensors[0].dtype,
+                            pin_memory=self.device.type == "cuda")
+        return torch.stack(tensors, out=batch)
 
     __call__ = detect
 

@@ -55,6 +55,24 @@ def test_batch_groups_by_blob_size_and_matches_single_detection(net, device):
     assert_same_detections(out, [det.detect(im) for im in ims])
 
 
+def test_prepared_blobs_are_page_locked_on_cuda_and_batch_as_detect(net, device):
+    """prepare() gives numpy blobs on the CPU and page-locked tensors on CUDA (asynchronous copies);
+    either way detect_prepared on a batch is detect's batch, bit for bit (the same blobs stacked)."""
+    cfg = get_config()
+    cfg.TEST.ORIG_SIZE = True
+    det = Detector.from_config(net, cfg, device=device)
+    ims = images((64, 96), (64, 96), (97, 131), seed=1)
+    prepared = [det.prepare(im) for im in ims]
+    for [(scale, blob)] in prepared:
+        assert scale == 1.0
+        if device.type == "cuda":
+            assert isinstance(blob, torch.Tensor) and blob.is_pinned()
+        else:
+            assert isinstance(blob, np.ndarray)
+    for out, ref in zip(det.detect_prepared(prepared), det.detect(ims)):
+        np.testing.assert_array_equal(out, ref)
+
+
 def test_batched_heads_equal_single_heads_within_tolerance(net, device):
     """What batching changes is only the convolution kernels' rounding: heads agree to 1e-4 * max."""
     blobs = torch.randn(3, 3, 97, 131, generator=torch.Generator().manual_seed(0), device="cpu") * 60
