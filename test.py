@@ -23,16 +23,17 @@ import torch
 from lib.anonymize import DEFAULT_HOLD, DEFAULT_SCALE, DEFAULT_SHAPE, METHODS, SHAPES
 from lib.config import add_config_args, config_from_args, data_layout
 from lib.detection_job import DetectionJob
-from lib.detection_run import PrintedLines, default_workers, output_stems, run_items, run_video
+from lib import sources
+from lib.detection_run import PrintedLines, default_workers, run_items, run_video
 from lib.image_io import DEFAULT_MAX_PIXELS, ImageError, image_size
 from lib.outputs import DetectionsJson
 from lib.run_settings import check_settings
-from lib.sinks import Item, OutputOptions, image_sinks
+from lib.sinks import OutputOptions, image_sinks
 from lib.utils.atomic import check_writable
 from lib.utils.cli import one_line_warnings, sigterm_as_ctrl_c
 from lib.utils.device import parse_device
 from lib.utils.distributed import PeerFailure
-from lib.video import IMAGE_SUFFIXES, VideoError, check_display, image_tree, parse_source
+from lib.video import VideoError, check_display, parse_source
 from model.detector import build_detector
 from model.precision import PRECISIONS
 from model.weights.loading import BACKENDS, load_network
@@ -168,24 +169,12 @@ def parse_args(argv):
     return args
 
 
-def image_list(args):
-    """(path, name in WIDER files) of the images named by --image and --dir (each file once; the
-    folder's subfolders too, not --out), or the demo photo."""
-    images = {path: path.name for path in args.image}
-    if args.dir is not None:
-        if not args.dir.is_dir():
-            raise ImageError(f"--dir {args.dir} is not a folder")
-        inside = args.out.resolve() != args.dir.resolve()  # earlier outputs in --out are no inputs
-        found = image_tree(args.dir, skip=args.out if inside else None)
-        if not found:
-            raise ImageError(f"--dir {args.dir}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) "
-                             "in it or its subfolders")
-        for path in found:
-            images.setdefault(path, path.relative_to(args.dir).as_posix())
-    if not images:
-        demo = demo_image()
-        images[demo] = demo.name
-    return list(images.items())
+def image_items(args):
+    """The items (lib.sources.Item) of the images named by --image and --dir (each file once; the folder's
+    subfolders too, not --out), or of the demo photo."""
+    inside = args.dir is not None and args.out.resolve() != args.dir.resolve()  # earlier outputs are no inputs
+    return sources.image_items(args.image, args.dir, skip=args.out if inside else None) or \
+        sources.image_items([demo_image()])
 
 
 def export(args):
@@ -269,11 +258,10 @@ def blob_pixels(detector, path):
     return sum(round(height * scale) * round(width * scale) for scale, _ in detector.scales(height, width))
 
 
-def detect_images(args, detector, images, job):
-    """Run the detector over `images` (image_list), this rank's balanced share of them under torchrun,
+def detect_images(args, detector, items, job):
+    """Run the detector over `items` (image_items), this rank's balanced share of them under torchrun,
     writing the outputs asked for; rank 0 gathers the JSON entries and the failures. The exit code."""
-    paths = [p for p, _ in images]
-    items = [Item(path, stem, rel) for (path, rel), stem in zip(images, output_stems(paths))]
+    paths = [item.path for item in items]
     mine = job.share(items, [blob_pixels(detector, item.path) for item in items]) if job.distributed else items
     path = json_path(args)
     json = (DetectionsJson(path, str(args.model), args.precision, args.thresh, resume=args.resuming)
@@ -299,7 +287,7 @@ def detect_images(args, detector, images, job):
     failed = [(None, m) for r in results for m in r["failed"]]
     done = sum(r["done"] for r in results)
     summarize_unmasked([(None, m) for r in results for m in r["unmasked"]], done)
-    code = summarize(failed, done, len(images), "images")
+    code = summarize(failed, done, len(items), "images")
     if json is not None:
         print(f"detections -> {path}")
     return INTERRUPTED if any(r["interrupted"] for r in results) else code
@@ -352,12 +340,12 @@ def run(args):
         if args.export_onnx_detector:
             export_detector(args, cfg)
             return 0
-        images = image_list(args) if args.video is None else None
+        items = image_items(args) if args.video is None else None
         check_outputs(args)
         # an earlier --resume run of these settings there: go on with it (a new one is recorded now)
         args.resuming = args.resume and check_settings(args.out, run_settings(args, cfg))
         detector = build_detector(args.model, cfg, device, args.precision, backend=args.backend)
-        return detect_images(args, detector, images, job) if images is not None else detect_video(args, detector)
+        return detect_images(args, detector, items, job) if items is not None else detect_video(args, detector)
     except PeerFailure as e:
         print(f"error: {e}", file=sys.stderr)
         return PEER_FAILURE

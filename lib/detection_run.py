@@ -12,7 +12,6 @@ import signal
 import sys
 import threading
 import time
-from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,22 +114,6 @@ def detect_frames(detector, frames, batch_size, every, failed):
             yield from flush()
             due = 0
     yield from flush()
-
-
-def output_stems(paths):
-    """Output name stem of each input path, unique in the run (case-insensitively).
-
-    An image keeps its stem unless another input has the same one (a.jpg and a.png give a_jpg and
-    a_png); names that still collide (one name in two folders) get _2, _3, ... in input order.
-    """
-    shared = Counter(p.stem.casefold() for p in paths)
-    stems = [f"{p.stem}_{p.suffix.lstrip('.')}" if shared[p.stem.casefold()] > 1 else p.stem for p in paths]
-    seen = Counter()
-    unique = []
-    for stem in stems:
-        seen[stem.casefold()] += 1
-        unique.append(stem if seen[stem.casefold()] == 1 else f"{stem}_{seen[stem.casefold()]}")
-    return unique
 
 
 class BusyClock:

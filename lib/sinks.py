@@ -23,6 +23,7 @@ from .anonymize import DEFAULT_HOLD, DEFAULT_SCALE, DEFAULT_SHAPE, anonymize
 from .evaluation.wider_txt import prediction_path, write_image_detections
 from .image_io import write_image
 from .outputs import save_crops
+from .sources import Item
 from .utils.atomic import atomic_path, atomic_write_text
 from .visualize import draw_detections, format_detections
 
@@ -57,15 +58,6 @@ class Inputs:
         if path.resolve() in self._resolved:
             raise ValueError(f"{path} is an input of this run: refusing to overwrite it (choose another --out)")
         return path
-
-
-@dataclass(frozen=True)
-class Item:
-    """One input image: `path` its file (its key: order and JSON entry), `stem` its output name stem
-    (unique in the job), `rel` its name in WIDER prediction files."""
-    path: Path
-    stem: str
-    rel: str
 
 
 @dataclass

@@ -11,11 +11,11 @@ from urllib.parse import urlsplit
 import cv2
 
 from .image_io import DEFAULT_MAX_PIXELS, ImageError, read_image
+from .sources import IMAGE_SUFFIXES
 from .utils.atomic import atomic_path
 from .utils.native_stderr import captured_stderr
 from .utils.redact import Redactor, public_url
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 # Frame rate given to image sequences, and to videos whose container does not state one.
 DEFAULT_FPS = 25.0
 # Codec of written videos by file extension; others fall back to MJPG.
@@ -93,21 +93,6 @@ def image_files(folder):
     if not folder.is_dir():
         raise VideoError(f"{folder} is not a folder")
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-
-
-def image_tree(folder, skip=None):
-    """Image files under `folder` and its subfolders (hidden ones and `skip` excluded), sorted by path."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise VideoError(f"{folder} is not a folder")
-    skip = Path(skip).resolve() if skip is not None else None
-    found = []
-    for path in sorted(folder.rglob("*")):
-        hidden = any(part.startswith(".") for part in path.relative_to(folder).parts)
-        skipped = skip is not None and path.resolve().is_relative_to(skip)
-        if not hidden and not skipped and path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
-            found.append(path)
-    return found
 
 
 class FrameReader:

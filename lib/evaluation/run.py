@@ -12,7 +12,8 @@ from pathlib import Path
 from lib.datasets.wider import annotation_file, image_dir, read_annotations
 from lib.detection_run import ProgressBar, run_items
 from lib.image_io import ImageError
-from lib.sinks import DetectionCache, Item, Sinks, WiderFile
+from lib.sinks import DetectionCache, Sinks, WiderFile
+from lib.sources import split_items
 from lib.utils.atomic import atomic_write_text
 
 from .wider_txt import SCORE_THRESH
@@ -62,7 +63,7 @@ def run_detection(detector, image_names, image_root, pred_dir, cache_dir=None, c
     if cache_dir is not None:
         open_cache(Path(cache_dir), cache_key)
     sinks = Sinks(([] if cache_dir is None else [DetectionCache(cache_dir)]) + [WiderFile(pred_dir)])
-    items = [Item(image_root / name, Path(name).stem, name) for name in image_names]
+    items = split_items(image_names, image_root)
     shared = job is not None and job.distributed
     bar = ProgressBar(job_total if shared else len(items), enabled=progress)
     report = run_items(detector, items, sinks, SCORE_THRESH, workers=workers, progress=bar, job=job)

@@ -10,7 +10,7 @@ import numpy as np
 
 from lib.blob import prep_image
 from lib.image_io import ImageError, read_image
-from lib.video import IMAGE_SUFFIXES
+from lib.sources import IMAGE_SUFFIXES
 
 # Images used by default: enough for stable activation ranges (docs/inference.md §5.5).
 DEFAULT_COUNT = 32

@@ -40,7 +40,8 @@ SMOKE_RUNS = {
                     rf"^300 x 450 at scale 0\.178: whole +{F}, rows read +{F}, ratio {F}$"]),
     "pipeline": ([], [r"^.+ CPU capability \w+, \d+ network threads \(default\)$",
                       r"^3 JPEGs \(\d+\.\d+ MB, quality 95\) of .+ at 120x160$",
-                      *[rf"^ {mode} +{workers} +{F} +{F} +{F} +{F} +\d+% +\d+% +\d+$"
+                      r"^outputs: the drawn picture and the text file of each image$",
+                      *[rf"^ {mode} +{workers} +{F} +{F} +{F} +{F} +{F} +\d+% +\d+% +\d+$"
                         for mode in ("fp32", "int8") for workers in (0, 1)]]),
 }
 

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from lib.detection_run import detect_frames, run_items
-from lib.sinks import Item, Sink, Sinks
+from lib.sinks import Sink, Sinks
+from lib.sources import Item
 
 
 class Recorder:

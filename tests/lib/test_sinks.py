@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from lib.outputs import DetectionsJson
-from lib.sinks import (AnonymisedPicture, Crops, DetectionCache, DrawnPicture, Item, JsonEntry, OutputOptions,
-                       Result, TextFile, WiderFile, as_detections, image_sinks)
+from lib.sinks import (AnonymisedPicture, Crops, DetectionCache, DrawnPicture, JsonEntry, OutputOptions, Result,
+                       TextFile, WiderFile, as_detections, image_sinks)
+from lib.sources import Item
 
 DETS = np.array([[10.7, 5.2, 30.9, 40.1, 0.9], [2, 3, 8, 9, 0.2]], np.float32)
 

@@ -7,7 +7,8 @@ import pytest
 
 from lib.config import get_config
 from lib.utils.atomic import atomic_folder
-from lib.video import (FrameReader, VideoError, VideoWarning, atomic_video, image_tree, parse_source, public_url,
+from lib.sources import image_tree
+from lib.video import (FrameReader, VideoError, VideoWarning, atomic_video, parse_source, public_url,
                        source_name)
 from lib.visualize import format_detections
 from model.detector import Detector

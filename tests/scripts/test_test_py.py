@@ -8,7 +8,7 @@ from lib.config import get_config
 from lib.image_io import ImageWarning
 from lib.video import FrameReader
 from model.detector import Detector
-from lib.detection_run import output_stems
+from lib.sources import output_stems
 from test import main
 
 SMALL = ["--set", "TEST.SCALES", "[64]", "--set", "TEST.MAX_SIZE", "96", "--thresh", "0.05", "--device", "cpu"]

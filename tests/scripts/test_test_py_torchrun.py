@@ -1,10 +1,11 @@
 """test.py under torchrun (2 processes, gloo-free: the ranks meet on torchrun's store): outputs byte-identical
-to one process, balanced shares, a frozen rank named by the others, and the same command again finishing the
+to one process, on one node and on two (two torchrun agents, c10d rendezvous), balanced shares, a frozen rank named by the others, and the same command again finishing the
 job with --resume."""
 import contextlib
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -76,6 +77,19 @@ def test_two_processes_write_what_one_writes(folder, random_checkpoint, tmp_path
     assert counts == sorted(counts) and len(set(counts)) == len(counts) and 0 < len(counts) < 16
     shares = [int(n) for n in re.findall(r"^rank [01]: (\d+) of \1 images", out, re.M)]
     assert len(shares) == 2 and sum(shares) == 16 and min(shares) > 0
+
+    # two machines: one torchrun agent each (1 process), meeting by c10d rendezvous as on a cluster
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    nodes = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1",
+                               "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "nodes",
+                               "test.py", *args, "--out", str(tmp_path / "nodes")], cwd=ROOT, env=ENV,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    logs = [node.communicate(timeout=300)[0] for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], "\n".join(log[-2000:] for log in logs)
+    assert files(tmp_path / "nodes") == files(tmp_path / "one")
+    assert "".join(logs).count("detections -> ") == 1
 
 
 def _rank_pid(agent, rank):
