@@ -34,6 +34,18 @@ class GroundTruth:
         """Faces in `setting` over all images (the recall denominator)."""
         return sum(len(k) for k in self.keep[setting])
 
+    def subset(self, names):
+        """The ground truth of the images `names` (`<event>/<image>.jpg` as in split files) alone, in the
+        official order: what the official evaluation computes when only these images are listed (e.g.
+        validation during training on a few images). A name not in the ground truth raises ValueError."""
+        wanted = {Path(name).with_suffix("").as_posix() for name in names}
+        index = [i for i, key in enumerate(f"{e}/{im}" for e, im in zip(self.events, self.images)) if key in wanted]
+        if len(index) != len(wanted):
+            known = {f"{e}/{im}" for e, im in zip(self.events, self.images)}
+            raise ValueError(f"not in the WIDER val ground truth: {sorted(wanted - known)[0]}.jpg")
+        return GroundTruth([self.events[i] for i in index], [self.images[i] for i in index],
+                           [self.boxes[i] for i in index], {s: [k[i] for i in index] for s, k in self.keep.items()})
+
 
 def _load(path, keys):
     if not path.is_file():

@@ -1,6 +1,7 @@
 """A real detector's 3,226 WIDER val prediction files against the official MATLAB tool's AP."""
 import json
 
+import numpy as np
 import pytest
 
 import eval as eval_script
@@ -46,3 +47,22 @@ def test_eval_script_missing_paths_exit_2(wider_gt, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"eval.py: error: predictions folder not found: {tmp_path / 'nope'}",
                    f"eval.py: error: ground-truth file not found: {tmp_path / 'nogt' / 'wider_face_val.mat'}"]
+
+
+def test_a_subset_of_every_image_in_any_order_gives_the_official_ap(wider_gt, yolov7face, yolov7face_results):
+    from lib.evaluation import wider_eval
+
+    names = [f"{e}/{im}.jpg" for e, im in zip(wider_gt.events, wider_gt.images)][::-1]
+    results = wider_eval(yolov7face, wider_gt.subset(names))
+    assert {s: r["ap"] for s, r in results.items()} == {s: r["ap"] for s, r in yolov7face_results.items()}
+
+
+def test_a_subset_keeps_its_images_faces_in_the_official_order(wider_gt):
+    picked = [7, 3, 2000, 1500]
+    sub = wider_gt.subset([f"{wider_gt.events[i]}/{wider_gt.images[i]}.jpg" for i in picked])
+    assert sub.images == [wider_gt.images[i] for i in sorted(picked)]
+    assert all(np.array_equal(a, wider_gt.boxes[i]) for a, i in zip(sub.boxes, sorted(picked)))
+    assert {s: sub.count_face(s) for s in sub.keep} == {s: sum(len(wider_gt.keep[s][i]) for i in picked)
+                                                        for s in wider_gt.keep}
+    with pytest.raises(ValueError, match="not in the WIDER val ground truth: 0--Parade/nope.jpg"):
+        wider_gt.subset(["0--Parade/nope.jpg"])
