@@ -16,6 +16,7 @@ from lib.sinks import DetectionCache, Sinks, WiderFile
 from lib.sources import split_items
 from lib.utils.atomic import atomic_write_text
 
+from .wider_eval import wider_eval
 from .wider_txt import SCORE_THRESH
 
 _META = "meta.json"
@@ -74,3 +75,14 @@ def run_detection(detector, image_names, image_root, pred_dir, cache_dir=None, c
                          "written" + (" and cached" if cache_dir is not None else "") + "): "
                          + "; ".join(message for _, message in report.failed))
     return report.detected
+
+
+def images_ap(detector, image_names, image_root, gt, pred_dir, workers=0):
+    """{setting: AP} of `detector` on the WIDER val images `image_names` alone (their prediction files
+    written afresh under `pred_dir`, no cache), by the official evaluation restricted to them
+    (GroundTruth.subset): eval.py's numbers for those images, e.g. for validation during training."""
+    pred_dir = Path(pred_dir)
+    for old in pred_dir.rglob("*.txt"):
+        old.unlink()
+    run_detection(detector, image_names, image_root, pred_dir, progress=False, workers=workers)
+    return {s: r["ap"] for s, r in wider_eval(pred_dir, gt.subset(image_names)).items()}

@@ -202,3 +202,20 @@ def test_run_names_undecodable_images_after_doing_the_others(mini, tmp_path):
                                          rf"cached\): .*{names[1]}"):
         run_detection(FakeDetector(), names[:3], copy, tmp_path / "pred", tmp_path / "cache", {"m": 1}, progress=False)
     assert len(list((tmp_path / "cache").rglob("*.npy"))) == 2 == len(list((tmp_path / "pred").rglob("*.txt")))
+
+
+def test_images_ap_is_eval_py_on_those_images_alone(mini, tmp_path):
+    """The AP of a few images equals wider_eval of eval.py's prediction files against the ground truth of
+    those images; a second call writes its files afresh."""
+    from lib.evaluation import load_ground_truth, wider_eval
+    from lib.evaluation.run import images_ap
+
+    require(GT_DIR)
+    names, root = mini
+    gt = load_ground_truth(GT_DIR)
+    run_detection(FakeDetector(), names, root, tmp_path / "eval", None, progress=False)
+    expected = {s: r["ap"] for s, r in wider_eval(tmp_path / "eval", gt.subset(names)).items()}
+    assert images_ap(FakeDetector(), names, root, gt, tmp_path / "val") == expected
+    assert images_ap(FakeDetector(), names[:4], root, gt, tmp_path / "val") == {
+        s: r["ap"] for s, r in wider_eval(tmp_path / "eval", gt.subset(names[:4])).items()}
+    assert len(list((tmp_path / "val").rglob("*.txt"))) == 4
