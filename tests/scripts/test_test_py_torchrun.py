@@ -112,7 +112,7 @@ def test_a_frozen_rank_is_named_and_the_same_command_finishes_the_job(folder, ra
     slower = ["--set", "TEST.SCALES", "[200]", "--set", "TEST.MAX_SIZE", "300", "--device", "cpu"]
     args = ["--dir", str(folder), "--model", str(pth), "--save-json", "--thresh", "0.3", "--resume",
             "--timeout", "3", "--out", str(tmp_path / "job")] + slower
-    proc = torchrun(args, 2, tmp_path, start_new_session=True)
+    proc, pid = torchrun(args, 2, tmp_path, start_new_session=True), None
     try:
         deadline = time.monotonic() + 120
         while "done by the job]" not in (tmp_path / "out").read_text():
@@ -126,8 +126,10 @@ def test_a_frozen_rank_is_named_and_the_same_command_finishes_the_job(folder, ra
             assert time.monotonic() < deadline + 60, (tmp_path / "err").read_text()[-3000:]
             time.sleep(0.1)
     finally:
-        with contextlib.suppress(ProcessLookupError):  # torchrun and the stopped rank
+        with contextlib.suppress(ProcessLookupError):  # torchrun
             os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError, TypeError):  # the stopped rank: torchrun starts it in a session of its own
+            os.kill(pid, signal.SIGKILL)
         proc.wait()
     rerun = torchrun(args, 2, tmp_path)
     assert rerun.wait(timeout=300) == 0, (tmp_path / "err").read_text()[-3000:]
