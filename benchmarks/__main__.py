@@ -28,6 +28,7 @@ BENCHMARKS = {
     "nms": [],
     "loader": [],
     "evaluation": [],
+    "fddb": [],
     "anonymize": [],
     "memory": [],
     "pipeline": [],

@@ -70,6 +70,8 @@ T_ANON = "tests/lib/test_anonymize.py"
 T_OUTPUTS = "tests/scripts/test_test_py_outputs.py"
 T_LIVE = "tests/scripts/test_test_py_live.py"
 T_DOWNLOAD = "tests/lib/test_download.py"
+T_FDDB = "tests/lib/evaluation/test_fddb.py"
+T_FDDB_REGIONS = "tests/lib/evaluation/test_fddb_regions.py"
 
 MUTATIONS = (
     # --- boxes, anchors, proposals (lib/bbox.py, lib/anchors.py, lib/proposals.py) ---------------
@@ -403,6 +405,34 @@ MUTATIONS = (
     _m("wider-txt-thresh", "prediction files keep score >= 0.05 instead of > 0.05",
        "lib/evaluation/wider_txt.py", "dets[dets[:, 4] > SCORE_THRESH]", "dets[dets[:, 4] >= SCORE_THRESH]",
        "tests/lib/evaluation/test_wider_txt.py"),
+    # --- FDDB evaluation (lib/evaluation/fddb*.py, hungarian.py) ----------------------------------------------
+    _m("fddb-centre-double", "ellipse centres rounded from the double, not from cvPoint2D32f's float",
+       "lib/evaluation/fddb_regions.py", "centres = np.rint(e[:, 3:5].astype(np.float32))", "centres = np.rint(e[:, 3:5])",
+       T_FDDB_REGIONS),
+    _m("fddb-axes-rounded", "ellipse radii rounded instead of truncated by (int)",
+       "lib/evaluation/fddb_regions.py", "axes = np.trunc(e[:, 0:2])", "axes = np.rint(e[:, 0:2])", T_FDDB_REGIONS),
+    _m("fddb-rect-exclusive", "a rectangle's far corner left out of its pixels",
+       "lib/evaluation/fddb_regions.py", "hi = np.minimum(np.maximum(p1, p2), [width - 1, height - 1])",
+       "hi = np.minimum(np.maximum(p1, p2) - 1, [width - 1, height - 1])", T_FDDB_REGIONS),
+    _m("fddb-discrete-ge", "a matched pair with overlap 0.5 counts as a discrete true positive (>= instead of >)",
+       "lib/evaluation/fddb.py", "disc += overlap > DISCRETE_IOU", "disc += overlap >= DISCRETE_IOU", T_FDDB),
+    _m("fddb-optimal-assignment", "a maximal assignment (scipy) instead of the tool's Hungarian method",
+       "lib/evaluation/fddb.py", "assigned = hungarian_max((sub.T if transpose else sub).tolist())",
+       "assigned = __import__('scipy.optimize').optimize.linear_sum_assignment(sub.T if transpose else sub, "
+       "maximize=True)[1].tolist()", T_FDDB),
+    _m("fddb-ties-last", "among equal overlaps a lone row takes the last column, not the first",
+       "lib/evaluation/hungarian.py", "return [next(j for j, x in enumerate(row) if abs(top - x) < EPS)]",
+       "return [max(j for j, x in enumerate(row) if abs(top - x) < EPS)]",
+       "tests/lib/evaluation/test_hungarian.py", T_FDDB),
+    _m("fddb-valid-strict", "at threshold t a detection is valid when its score is > t instead of >= t",
+       "lib/evaluation/fddb.py", "valid = len(det_scores) - np.searchsorted(np.sort(det_scores), thresholds, side=\"left\")",
+       "valid = len(det_scores) - np.searchsorted(np.sort(det_scores), thresholds, side=\"right\")", T_FDDB),
+    _m("fddb-merge-no-carry", "the merge adds an image's discrete TPs only at its own thresholds",
+       "lib/evaluation/fddb.py", "disc_total = np.cumsum(disc_delta[::-1])[::-1][:-1]", "disc_total = disc_delta[:-1]",
+       T_FDDB),
+    _m("fddb-merge-first-step", "the merge counts an image's result at its largest threshold <= t, not its smallest >= t",
+       "lib/evaluation/fddb.py", "cont[:pos[-1] + 1] += np.repeat(image_cont, np.diff(pos, prepend=-1))",
+       "cont[pos[0]:] += np.repeat(image_cont, np.diff(np.append(pos, len(cont))))", T_FDDB),
     # --- caffemodel reading (model/weights/caffemodel.py) -----------------------------------------------------
     _m("caffemodel-big-endian", "packed float data read big-endian",
        "model/weights/caffemodel.py", 'dtype = "<f4" if number == 5 else "<f8"', 'dtype = ">f4" if number == 5 else "<f8"',
