@@ -6,6 +6,11 @@
       then evaluate them (results.json and pr_curves.png beside the detections).
   python3 eval.py --predictions DIR [--gt DIR] [--json FILE] [--plot FILE]
       evaluate an existing predictions folder only.
+  python3 eval.py --dataset fddb --images originalPics/ --folds FDDB-folds/ [--fddb-box rect|ellipse] [model options]
+      detect every FDDB image, write output/<EXP_DIR>/fddb/<net_name>/detections.txt (the official detection
+      file, folds in order), then evaluate it (DiscROC.txt, ContROC.txt, results.json, roc_*.png beside it).
+  python3 eval.py --dataset fddb --annotations ELLIPSES --predictions DETS --images DIR [--list LIST] [--roc PREFIX]
+      the official FDDB tool's evaluation of a detection file: PREFIXDiscROC.txt and PREFIXContROC.txt.
 """
 import argparse
 import json
@@ -17,6 +22,9 @@ from pathlib import Path
 
 from lib.config import add_config_args, config_from_args, data_layout
 from lib.evaluation import SETTINGS, load_ground_truth, wider_eval
+from lib.evaluation.fddb import evaluate_fddb_files, fddb_summary
+from lib.evaluation.fddb_io import BOXES, read_annotations, read_image_list, roc_paths, write_detections
+from lib.evaluation.fddb_plot import find_baselines, plot_fddb_roc
 from lib.evaluation.plot import plot_pr_curves
 from lib.utils.atomic import atomic_write_text, check_writable
 from lib.utils.cli import one_line_warnings, sigterm_as_ctrl_c
@@ -37,7 +45,9 @@ class JobFailure(RuntimeError):
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--predictions", metavar="DIR", help="evaluate this predictions folder, skip detection")
+    parser.add_argument("--dataset", choices=("wider", "fddb"), default="wider", help="the benchmark (default wider)")
+    parser.add_argument("--predictions", metavar="PATH", help="evaluate these predictions, skip detection: WIDER's "
+                        "folder of per-image files; FDDB's detection file, or a folder of its fold-NN-out.txt files")
     parser.add_argument("--model", help=".caffemodel or .pth weights, or an .onnx graph "
                         "(default: <DATA_DIR>/SSH_models/SSH.caffemodel, SSH_int8.onnx with --precision int8)")
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
@@ -56,10 +66,35 @@ def parse_args(argv=None):
                         "silent this long (dead, frozen, its machine gone) stops the others, which name it")
     parser.add_argument("--json", metavar="FILE", help="write the APs and PR curves as JSON")
     parser.add_argument("--plot", metavar="FILE", help="write the PR curves as a PNG")
-    parser.add_argument("--baselines", metavar="DIR", help="the tool's plot/baselines/Val/setting_int folder, "
-                        "drawn as baseline curves")
+    parser.add_argument("--baselines", metavar="DIR", help="drawn as baseline curves: WIDER, the tool's "
+                        "plot/baselines/Val/setting_int folder; FDDB, a folder of published *DiscROC.txt / *ContROC.txt")
+    fddb = parser.add_argument_group("FDDB (--dataset fddb)")
+    fddb.add_argument("--images", metavar="DIR", help="FDDB's originalPics/ folder (<name>.jpg; for evaluation only "
+                      "the image sizes are read, from the headers)")
+    fddb.add_argument("--folds", metavar="DIR", help="FDDB-folds/: the ten FDDB-fold-NN.txt image lists and "
+                      "FDDB-fold-NN-ellipseList.txt annotations (stands for --list and --annotations)")
+    fddb.add_argument("--annotations", metavar="PATH", help="an ellipse annotation file, or a folder of the ten")
+    fddb.add_argument("--list", metavar="PATH", help="an image list file, or a folder of the ten (default: the "
+                      "annotation file's images)")
+    fddb.add_argument("--roc", metavar="PREFIX", help="write PREFIXDiscROC.txt and PREFIXContROC.txt, as the "
+                      "official tool's -r (default in detection mode: <run folder>/)")
+    fddb.add_argument("--fddb-box", choices=BOXES, default="rect", help="how detections are written and evaluated: "
+                      "rect, the box as detected; ellipse, the ellipse inscribed in it (default rect)")
     add_config_args(parser)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    given = [f"--{name.replace('_', '-')}" for name in ("images", "folds", "annotations", "list", "roc")
+             if getattr(args, name) is not None]
+    if args.dataset == "wider" and (given or args.fddb_box != "rect"):
+        parser.error(f"{(given or ['--fddb-box'])[0]} is an FDDB option: give --dataset fddb")
+    if args.dataset == "fddb":
+        wider = [f"--{name}" for name in ("gt", "data") if getattr(args, name) is not None]
+        if wider:
+            parser.error(f"{wider[0]} is a WIDER option, not one of --dataset fddb")
+        if args.images is None:
+            parser.error("--dataset fddb needs --images DIR, FDDB's originalPics/ folder")
+        if args.annotations is None and args.folds is None:
+            parser.error("--dataset fddb needs --folds DIR (FDDB-folds/) or --annotations PATH")
+    return args
 
 
 def detect(args, cfg, run_dir):
@@ -74,11 +109,20 @@ def detect(args, cfg, run_dir):
         raise JobFailure(str(e)) from None
 
 
+def fddb_names(args):
+    """The FDDB images of the run, in list order (repeats kept): --list (or --folds), else the annotations'."""
+    image_list = args.list or args.folds
+    if image_list is not None:
+        return read_image_list(image_list)
+    return [entry.name for entry in read_annotations(args.annotations)]
+
+
 def _detect(args, cfg, run_dir, job):
+    import numpy as np
     import torch
 
     from lib.detection_run import default_workers
-    from lib.evaluation.run import open_cache, run_detection, val_images  # torch and the model: detection only
+    from lib.evaluation.run import detect_fddb, open_cache, run_detection, val_images  # torch and the model
     from lib.image_io import image_size
     from lib.utils.atomic import remove_stale_temps
     from lib.utils.device import parse_device
@@ -87,7 +131,11 @@ def _detect(args, cfg, run_dir, job):
     device = parse_device(args.device or ("cpu" if args.precision == "int8" else None))
     if device.type == "cuda" and device.index is None and job.local_rank is not None:
         device = torch.device("cuda", job.local_rank)  # one GPU per local rank
-    names, image_root = val_images(args.data)
+    if args.dataset == "wider":
+        names, image_root = val_images(args.data)
+        suffix = ""
+    else:
+        names, image_root, suffix = list(dict.fromkeys(fddb_names(args))), Path(args.images), ".jpg"
     model = Path(args.model)
     if not model.is_file():
         raise FileNotFoundError(f"model file not found: {model}")
@@ -95,11 +143,10 @@ def _detect(args, cfg, run_dir, job):
     stat = model.stat()
     key = {"model": str(model.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
            "precision": args.precision, "TEST": cfg.TEST, "PIXEL_MEANS": cfg.PIXEL_MEANS}
-    pred_dir = run_dir / "detections"
     cache_dir = None if args.no_cache else run_dir / "cache"
     total = len(names)
     if job.distributed:
-        sizes = [image_size(image_root / name) for name in names]
+        sizes = [image_size(image_root / f"{name}{suffix}") for name in names]
         names = job.share(names, [sum(round(h * s) * round(w * s) for s, _ in detector.scales(h, w))
                                   for w, h in sizes])
     workers = default_workers() if args.workers is None else args.workers
@@ -113,14 +160,24 @@ def _detect(args, cfg, run_dir, job):
                 open_cache(cache_dir, key)
             job.announce("eval/ready")
         job.wait_for("eval/ready")  # the other ranks write once rank 0 holds the folder and cleaned it
-        computed = run_detection(detector, names, image_root, pred_dir, cache_dir, key, progress=job.rank == 0,
-                                 workers=workers, job=job, job_total=total)
-        counts = job.gather([computed, len(names)])
+        run = dict(progress=job.rank == 0, workers=workers, job=job, job_total=total)
+        if args.dataset == "wider":
+            dets, computed = {}, run_detection(detector, names, image_root, run_dir / "detections", cache_dir, key,
+                                               **run)
+        else:
+            dets, computed = detect_fddb(detector, names, image_root, cache_dir, key, **run)
+        counts = job.gather([computed, len(names), {name: d.tolist() for name, d in dets.items()}])
     if counts is None:
         return None
-    computed, total = (sum(c) for c in zip(*counts))
-    print(f"{computed} images detected, {total - computed} taken from the cache; predictions in {pred_dir}")
-    return pred_dir
+    computed, total = (sum(c[k] for c in counts) for k in range(2))
+    print(f"{computed} images detected, {total - computed} taken from the cache")
+    if args.dataset == "wider":
+        print(f"predictions in {run_dir / 'detections'}")
+        return run_dir / "detections"
+    dets = {name: np.asarray(d, np.float32).reshape(-1, 5) for c in counts for name, d in c[2].items()}
+    path = write_detections(run_dir / "detections.txt", fddb_names(args), dets, args.fddb_box)
+    print(f"FDDB detection file ({args.fddb_box}): {path}")
+    return path
 
 
 def _json_list(values):
@@ -159,15 +216,67 @@ def main(argv=None):
         return run(args)
 
 
+def run_fddb(args, cfg):
+    """--dataset fddb: detect (unless --predictions), evaluate as the official tool, report; the exit code."""
+    json_path, plot_path, roc = args.json, args.plot, args.roc
+    run_dir = None if args.predictions else Path("output") / cfg.EXP_DIR / "fddb" / args.net_name
+    if run_dir is not None:
+        json_path, plot_path = json_path or run_dir / "results.json", plot_path or run_dir / "roc.png"
+        roc = roc if roc is not None else f"{run_dir}/"
+        check_writable(run_dir, folder=True)
+    outputs = [json_path, *(roc_paths(roc) if roc is not None else ()),
+               *((plot_path, continuous_plot(plot_path)) if plot_path else ())]
+    for path in filter(None, outputs):
+        check_writable(path)  # before hours of detection, not after
+    fddb_names(args)  # a bad list or annotation file fails before the model loads
+    if args.predictions:
+        predictions, name = Path(args.predictions), Path(args.predictions).stem
+    else:
+        predictions, name = detect(args, cfg, run_dir), args.net_name
+        if predictions is None:  # another rank than 0: rank 0 scores the job's file
+            return 0
+    result = evaluate_fddb_files(args.annotations or args.folds, predictions, args.images, args.list or args.folds,
+                                 box=args.fddb_box, roc_prefix=roc)
+    report_fddb(result, name, roc, json_path, plot_path, args.baselines)
+    return 0
+
+
+def continuous_plot(path):
+    """Where the continuous ROC plot goes beside the discrete one at `path`."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}_continuous{path.suffix}")
+
+
+def report_fddb(result, name, roc, json_path, plot_path, baselines):
+    """Print the TPRs at 1000 and 2000 false positives; write the JSON and the discrete and continuous ROC plots."""
+    summary = fddb_summary(result)
+    print(f"FDDB: {summary['faces']} faces in {summary['images']} images, {summary['points']} ROC points")
+    for kind in ("discrete", "continuous"):
+        values = ", ".join(f"{v:.4f} at {k.split('_')[2]} FP" for k, v in summary[kind].items())
+        print(f"{kind:<11}TPR {values}")
+    if roc is not None:
+        print("ROC files: " + ", ".join(map(str, roc_paths(roc))))
+    if json_path:
+        data = {**summary, "roc": {"discrete": result["discrete"].tolist(), "continuous": result["continuous"].tolist()}}
+        atomic_write_text(json_path, json.dumps(data, indent=1) + "\n")
+        print(f"results: {json_path}")
+    if plot_path:
+        for kind, path in (("discrete", plot_path), ("continuous", continuous_plot(plot_path))):
+            found = find_baselines(baselines, kind) if baselines else ()
+            print(f"{kind} ROC: {plot_fddb_roc(result, path, kind, name, found)}")
+
+
 def run(args):
     """eval.py for parsed `args`; the exit code."""
     try:
         cfg = config_from_args(args)
         layout = data_layout(cfg.DATA_DIR)
         args.model = args.model or (layout.ssh_int8_model if args.precision == "int8" else layout.ssh_model)
-        args.data = args.data or layout.wider
         if args.baselines and not Path(args.baselines).is_dir():
             raise FileNotFoundError(f"baselines folder not found: {args.baselines}")
+        if args.dataset == "fddb":
+            return run_fddb(args, cfg)
+        args.data = args.data or layout.wider
         gt_dir = Path(args.gt or Path(args.data) / "eval_tools" / "ground_truth")
         if not args.gt and not gt_dir.is_dir():
             raise FileNotFoundError(f"no ground truth at {gt_dir} (the default): give --gt DIR, the official WIDER "

@@ -217,6 +217,17 @@ class DetectionCache(Sink):
             np.save(f, result.dets, allow_pickle=False)
 
 
+class Collect(Sink):
+    """Keeps every item's detections in memory (`dets`, by item): for outputs written once the run is
+    over, such as FDDB's one detection file."""
+
+    def __init__(self):
+        self.dets = {}
+
+    def write(self, result):
+        self.dets[result.item] = result.dets
+
+
 class Sinks:
     """Several sinks as one, in order: an item is done when every sink says so."""
 

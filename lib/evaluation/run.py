@@ -12,8 +12,8 @@ from pathlib import Path
 from lib.datasets.wider import annotation_file, image_dir, read_annotations
 from lib.detection_run import ProgressBar, run_items
 from lib.image_io import ImageError
-from lib.sinks import DetectionCache, Sinks, WiderFile
-from lib.sources import split_items
+from lib.sinks import Collect, DetectionCache, Sinks, WiderFile
+from lib.sources import Item, split_items
 from lib.utils.atomic import atomic_write_text
 
 from .wider_eval import wider_eval
@@ -56,15 +56,34 @@ def run_detection(detector, image_names, image_root, pred_dir, cache_dir=None, c
     several ranks, `image_names` is this rank's share of the `job_total` images: each image counts on
     the job, and rank 0's progress bar shows the whole job's.
     """
-    image_root = Path(image_root)
-    missing = [n for n in image_names if not (image_root / n).is_file()]
+    report = _detect(detector, split_items(image_names, image_root), [WiderFile(pred_dir)], cache_dir, cache_key,
+                     progress, workers, job, job_total)
+    return report.detected
+
+
+def fddb_items(names, images_dir):
+    """Items of FDDB images named `2002/07/19/big/img_130` (pictures `<images_dir>/<name>.jpg`), each once."""
+    return [Item(Path(images_dir) / f"{name}.jpg", name.replace("/", "_"), f"{name}.jpg") for name in dict.fromkeys(names)]
+
+
+def detect_fddb(detector, names, images_dir, cache_dir=None, cache_key=None, progress=True, workers=0, job=None,
+                job_total=None):
+    """({name: (N, 5) float32 detections} of the FDDB images `names`, count computed): run_detection's
+    loop, cache and failure handling, with the detections kept in memory for FDDB's one detection file."""
+    collect = Collect()
+    report = _detect(detector, fddb_items(names, images_dir), [collect], cache_dir, cache_key, progress, workers,
+                     job, job_total)
+    return {item.rel[:-len(".jpg")]: dets for item, dets in collect.dets.items()}, report.detected
+
+
+def _detect(detector, items, sinks, cache_dir, cache_key, progress, workers, job, job_total):
+    """run_items over `items` into the cache (when `cache_dir`) and `sinks`; the RunReport."""
+    missing = [item.path for item in items if not item.path.is_file()]
     if missing:
-        raise FileNotFoundError(f"{len(missing)} of {len(image_names)} images are missing under "
-                                f"{image_root}, e.g. {missing[0]}")
+        raise FileNotFoundError(f"{len(missing)} of {len(items)} images are missing, e.g. {missing[0]}")
     if cache_dir is not None:
         open_cache(Path(cache_dir), cache_key)
-    sinks = Sinks(([] if cache_dir is None else [DetectionCache(cache_dir)]) + [WiderFile(pred_dir)])
-    items = split_items(image_names, image_root)
+    sinks = Sinks(([] if cache_dir is None else [DetectionCache(cache_dir)]) + sinks)
     shared = job is not None and job.distributed
     bar = ProgressBar(job_total if shared else len(items), enabled=progress)
     report = run_items(detector, items, sinks, SCORE_THRESH, workers=workers, progress=bar, job=job)
@@ -74,7 +93,7 @@ def run_detection(detector, image_names, image_root, pred_dir, cache_dir=None, c
         raise ImageError(f"{len(report.failed)} of {len(items)} images could not be detected (the others are "
                          "written" + (" and cached" if cache_dir is not None else "") + "): "
                          + "; ".join(message for _, message in report.failed))
-    return report.detected
+    return report
 
 
 def images_ap(detector, image_names, image_root, gt, pred_dir, workers=0):
