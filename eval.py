@@ -29,7 +29,7 @@ from lib.evaluation.plot import plot_pr_curves
 from lib.utils.atomic import atomic_write_text, check_writable
 from lib.utils.cli import one_line_warnings, sigterm_as_ctrl_c
 from lib.utils.lock import FolderLocked, folder_lock
-from model.precision import PRECISIONS
+from model.precision import PRECISION_CHOICES
 
 # Lock file of a detection run folder: two eval.py runs never write the same predictions at once.
 EVAL_LOCK = "eval.lock"
@@ -50,9 +50,10 @@ def parse_args(argv=None):
                         "folder of per-image files; FDDB's detection file, or a folder of its fold-NN-out.txt files")
     parser.add_argument("--model", help=".caffemodel or .pth weights, or an .onnx graph "
                         "(default: <DATA_DIR>/SSH_models/SSH.caffemodel, SSH_int8.onnx with --precision int8)")
-    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
+    parser.add_argument("--precision", choices=PRECISION_CHOICES, default="fp32",
                         help="number format of the network (model/precision.py); int8 runs an int8 .onnx model "
-                             "on the CPU: the AP difference to fp32 is its accuracy cost")
+                             "on the CPU: the AP difference to fp32 is its accuracy cost; auto picks the fastest "
+                             "that runs natively here (default fp32: the official numbers)")
     parser.add_argument("--data", help="WIDER root with WIDER_val/ and wider_face_split/ "
                         "(default: <DATA_DIR>/datasets/wider, DATA_DIR being data/)")
     parser.add_argument("--gt", metavar="DIR", help="official ground_truth/ folder with wider_face_val.mat and "
@@ -125,10 +126,15 @@ def _detect(args, cfg, run_dir, job):
     from lib.evaluation.run import detect_fddb, open_cache, run_detection, val_images  # torch and the model
     from lib.image_io import image_size
     from lib.utils.atomic import remove_stale_temps
-    from lib.utils.device import parse_device
     from model.detector import build_detector
+    from model.precision import resolve_precision, warn_if_emulated
 
-    device = parse_device(args.device or ("cpu" if args.precision == "int8" else None))
+    choice = resolve_precision(args.precision, args.device, args.model)
+    args.precision, device = choice.precision, choice.device
+    args.model = choice.model
+    if choice.message and job.rank == 0:
+        print(choice.message, file=sys.stderr)
+    warn_if_emulated(args.precision, device)
     if device.type == "cuda" and device.index is None and job.local_rank is not None:
         device = torch.device("cuda", job.local_rank)  # one GPU per local rank
     if args.dataset == "wider":

@@ -31,11 +31,10 @@ from lib.run_settings import check_settings
 from lib.sinks import OutputOptions, image_sinks
 from lib.utils.atomic import check_writable
 from lib.utils.cli import one_line_warnings, sigterm_as_ctrl_c
-from lib.utils.device import parse_device
 from lib.utils.distributed import PeerFailure
 from lib.video import VideoError, check_display, parse_source
 from model.detector import build_detector
-from model.precision import PRECISIONS
+from model.precision import PRECISION_CHOICES, resolve_precision, warn_if_emulated
 from model.weights.loading import BACKENDS, load_network
 
 ONNX_PACKAGES = "onnx onnxruntime onnxscript"
@@ -104,9 +103,11 @@ def parse_args(argv):
     model.add_argument("--backend", choices=BACKENDS,
                        help="network runtime (default: onnxruntime for .onnx models, else pytorch)")
     model.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available, else cpu; cpu for int8)")
-    model.add_argument("--precision", choices=PRECISIONS, default="fp32",
-                       help="number format of the network: bf16 (fast on CPUs with AVX-512 bf16) and fp16 "
-                            "(fast on CUDA) run the PyTorch network; int8 runs an int8 .onnx model on the CPU")
+    model.add_argument("--precision", choices=PRECISION_CHOICES, default="fp32",
+                       help="number format of the network: bf16 (fast on CPUs with AVX-512 bf16 or AMX) and fp16 "
+                            "(fast on CUDA) run the PyTorch network; int8 runs an int8 .onnx model on the CPU; auto "
+                            "picks the fastest that runs natively here and says which (default fp32: the official "
+                            "numbers on every machine)")
     model.add_argument("--batch-size", type=positive(int), default=1,
                        help="images per network pass (images of equal blob size are batched)")
     model.add_argument("--workers", type=not_negative(int), metavar="K",
@@ -323,13 +324,15 @@ def run(args):
     try:
         cfg = config_from_args(args)
         official = args.model is None
-        layout = data_layout(cfg.DATA_DIR)
-        args.model = args.model or (layout.ssh_int8_model if args.precision == "int8" else layout.ssh_model)
+        choice = resolve_precision(args.precision, args.device, args.model, data_layout(cfg.DATA_DIR), args.backend)
+        args.precision, args.model, device = choice.precision, choice.model, choice.device
         job = DetectionJob.from_environment(args.timeout)
+        if choice.message and job.rank == 0:
+            print(choice.message, file=sys.stderr)
+        warn_if_emulated(args.precision, device)
         if job.distributed and args.video is not None:
             raise ValueError("--video runs in one process: a video, camera or stream is read frame by frame "
                              "(torchrun splits --image and --dir runs)")
-        device = parse_device(args.device or ("cpu" if args.precision == "int8" else None))
         if device.type == "cuda" and device.index is None and job.local_rank is not None:
             device = torch.device("cuda", job.local_rank)  # one GPU per local rank
         if args.show:

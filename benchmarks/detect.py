@@ -3,11 +3,14 @@
     python3 -m benchmarks detect [--device cuda] [--precisions fp32 bf16 int8] [--runs 5] [--sizes 480x640 ...]
                                  [--smoke]
 
-The precisions (model/precision.py; default fp32 bf16 int8 on the CPU, fp32 fp16 on CUDA, where int8
-is not available) run side by side in one process: for each blob size, every run times each mode
-in turn, so machine noise hits all modes alike. fp32 always runs: it is the baseline of the ratios
-and the head drift. The int8 network is the same random SSH quantized by model.deploy.quantize,
-calibrated on 4 random images of the first size.
+The precisions (model/precision.py; default on the CPU fp32 and those it runs natively, bf16 where
+it has bf16 instructions and int8; fp32 fp16 on CUDA, where int8 is not available) run side by side
+in one process: for each blob size, every run times each mode in turn, so machine noise hits all
+modes alike. Below the device, `cpu:` names the CPU's capabilities (lib/utils/cpu_capabilities.py);
+a mode this CPU only emulates is left out of the default with a note, and marked `*` (with its
+warning) when asked for. fp32 always runs: it is the baseline of the ratios and the head drift.
+The int8 network is the same random SSH quantized by model.deploy.quantize, calibrated on 4 random
+images of the first size.
 Per mode and size it prints the end-to-end latency of Detector.detect (resize, network, decoding,
 NMS: median and min..max of --runs runs after a warm-up), the share spent outside the network, the
 network's achieved GFLOP/s next to a large 3x3 convolution timed in the same process (in the mode's
@@ -28,10 +31,11 @@ import torch
 import torch.nn.functional as F
 
 from lib.config import get_config
+from lib.utils.cpu_capabilities import read_capabilities
 from lib.utils.device import default_device, device_arg
 from model.deploy.calibration import CalibrationBlobs
 from model.detector import Detector
-from model.precision import AUTOCAST_DTYPES, PRECISIONS
+from model.precision import AUTOCAST_DTYPES, PRECISIONS, emulation_warning
 from model.ssh import SSH
 
 from .utils import (DETECT_SIZES, Timing, benchmark_parser, device_name, head_difference, hw, parse_args, random_images,
@@ -134,9 +138,15 @@ def time_interleaved(detectors, height, width, runs):
     return {name: (Timing.of(totals[name]), statistics.median(networks[name])) for name in detectors}
 
 
-def choose_precisions(requested, device):
-    """fp32 first, then the other requested (or default) precisions; int8 dropped on CUDA with a note."""
-    default = ["fp32", "bf16", "int8"] if device.type == "cpu" else ["fp32", "fp16"]
+def choose_precisions(requested, device, capabilities):
+    """fp32 first, then the other requested precisions, or by default those `capabilities` (of the
+    CPU) run natively on `device`; an emulated default is left out and int8 dropped on CUDA, each
+    with a note."""
+    native = capabilities.native(device.type)
+    default = [p for p in ("fp32", "bf16", "int8") if p in native] if device.type == "cpu" else ["fp32", "fp16"]
+    if device.type == "cpu" and requested is None and "bf16" not in native:
+        print(f"note: bf16 left out, {emulation_warning('bf16', 'cpu', capabilities)}; "
+              "--precisions fp32 bf16 times it anyway")
     names = list(dict.fromkeys(["fp32", *(requested or default)]))
     if device.type != "cpu" and "int8" in names:
         print(f"note: int8 runs on the CPU only (ONNX Runtime); not benchmarked on {device}")
@@ -161,20 +171,27 @@ def reference_rates(device, precisions, reference_hw):
     return {**rates, "int8": rates["fp32"]}
 
 
-def print_rows(size, flops, timings, ref, peaks):
-    """One table row per mode at `size`; x fp32 is fp32's median detection time over the mode's."""
+def print_rows(size, flops, timings, ref, peaks, emulated=()):
+    """One table row per mode at `size`; x fp32 is fp32's median detection time over the mode's;
+    modes in `emulated` are marked `*`."""
     base = timings["fp32"][0].median
     for name, (total, net_s) in timings.items():
         gflops = flops / net_s / 1e9
-        print(f"{name:>5} {size:>10} {total.median:>9.3f} {total.min:>6.3f}..{total.max:<6.3f} "
+        shown = f"{name}*" if name in emulated else name
+        print(f"{shown:>5} {size:>10} {total.median:>9.3f} {total.min:>6.3f}..{total.max:<6.3f} "
               f"{max(0.0, 1 - net_s / total.median):>10.1%} {gflops:>11.1f} {gflops / ref[name]:>8.0%} "
               f"{base / total.median:>6.2f}x {peaks[name]:>8.0f}")
 
 
-def run_table(args, device, detectors, int8_path):
+def run_table(args, device, detectors, int8_path, capabilities):
     """Print the header, reference rates and, per size, the interleaved rows and head drifts."""
     ref = reference_rates(device, detectors, args.reference_hw)
+    emulated = {p: emulation_warning(p, device.type, capabilities) for p in detectors}
+    emulated = {p: text for p, text in emulated.items() if text}
     print(f"device {device} ({device_name(device)}), torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"cpu: {capabilities.describe()}")
+    for text in emulated.values():
+        print(f"* {text}")
     print(f"reference 3x3 conv 512->512 @{args.reference_hw}: "
           + ", ".join(f"{ref[p]:.1f} GFLOP/s {p}" for p in detectors if p != "int8")
           + ("; int8's % of ref is of fp32's" if "int8" in detectors else ""))
@@ -185,7 +202,7 @@ def run_table(args, device, detectors, int8_path):
         flops = conv_flops(detectors["fp32"].net, torch.zeros(1, 3, h, w))
         timings = time_interleaved(detectors, h, w, args.runs)
         peaks = {p: peak_memory_mb(device, h, w, p, int8_path) for p in detectors}
-        print_rows(size, flops, timings, ref, peaks)
+        print_rows(size, flops, timings, ref, peaks, emulated)
         for name in list(detectors)[1:]:
             drift = head_difference(detectors["fp32"], detectors[name], torch.randn(1, 3, h, w) * 50)
             print(f"{'':>5} {size:>10} {name} head drift vs fp32 (max|diff|/max|value|): {drift:.2e}")
@@ -196,13 +213,14 @@ def main(argv=None):
     parser.add_argument("--device", type=device_arg, default=default_device())
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--precisions", nargs="+", choices=PRECISIONS,
-                        help="modes side by side (default: fp32 bf16 int8 on the CPU, fp32 fp16 on CUDA)")
+                        help="modes side by side (default: fp32 and the CPU's native bf16 and int8, fp32 fp16 on CUDA)")
     parser.add_argument("--sizes", nargs="+", default=[f"{h}x{w}" for h, w in DETECT_SIZES])
     parser.add_argument("--reference-hw", default=REFERENCE_HW, help="map of the reference 3x3 convolution, HxW")
     args = parse_args(parser, argv, SMOKE)
     device = torch.device(args.device)
-    precisions = choose_precisions(args.precisions, device)
+    capabilities = read_capabilities()
+    precisions = choose_precisions(args.precisions, device, capabilities)
     with tempfile.TemporaryDirectory(prefix="ssh-benchmark-") as tmp:
         int8_path = Path(tmp) / "random_int8.onnx"
         detectors = build_detectors(device, precisions, int8_path, hw(args.sizes[0]))
-        run_table(args, device, detectors, int8_path)
+        run_table(args, device, detectors, int8_path, capabilities)

@@ -8,6 +8,7 @@ the repository: `data_dir=`, else $SSH_DATA_DIR, else the repository's data/ fol
 folder, also for a repository torch.hub downloaded from GitHub).
 """
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from lib.postprocess import SCORE_THRESH
 from lib.utils.device import parse_device
 
 from .detector import Detector, build_detector
+from .precision import resolve_precision, warn_if_emulated
 from .ssh import SSH
 from .weights.official import ensure_weights
 
@@ -56,8 +58,11 @@ def ssh(pretrained=True, device=None, precision="fp32", cfg=None, data_dir=None,
         resumable; see `python3 -m model.weights ssh`) and checks its integrity record on later
         uses; False gives a freshly initialised random network, for experiments only.
     device: "cpu", "cuda" or "cuda:N" (default: cuda when available; cpu for int8).
-    precision: "fp32", "bf16", "fp16" (PyTorch autocast) or "int8" (<cache>/SSH_models/SSH_int8.onnx
-        run by ONNX Runtime, made by `python3 -m model.deploy quantize`).
+    precision: "fp32", "bf16", "fp16" (PyTorch autocast), "int8" (<cache>/SSH_models/SSH_int8.onnx
+        run by ONNX Runtime, made by `python3 -m model.deploy quantize`) or "auto": the fastest that
+        runs natively here (fp16 on CUDA; on the CPU int8 when the int8 model of these weights is
+        beside them, else bf16 where the CPU has bf16 instructions, else fp32), said in one line on
+        stderr. bf16 or fp16 on a CPU that only emulates them warns (PrecisionWarning).
     cfg: None (official test settings: one scale 1200, max 1600), a YAML file, or a dict of
         overrides such as {"TEST.SCALES": [800], "TEST.MAX_SIZE": 1200} or {"TEST": {"SCALES": [800]}}.
     data_dir: the cache (default: $SSH_DATA_DIR, else DATA_DIR = data/ in the repository).
@@ -69,15 +74,21 @@ def ssh(pretrained=True, device=None, precision="fp32", cfg=None, data_dir=None,
     if weights is None and not pretrained:
         if precision == "int8":
             raise ValueError("precision int8 runs a quantised ONNX file: use pretrained=True or weights=")
-        return Detector.from_config(SSH(), config, parse_device(device), precision, score_thresh)
-    if weights is None:
-        root = cache_dir(data_dir, config)
-        if precision == "int8":
-            weights = data_layout(root).ssh_int8_model
-            if not weights.is_file():
-                raise FileNotFoundError(f"int8 model {weights} not found: write it with `python3 -m model.deploy "
-                                        f"quantize` (DATA_DIR {root}), or use precision='fp32'")
-        else:
-            weights = ensure_weights("ssh", root)
-    device = parse_device(device or ("cpu" if precision == "int8" else None))
-    return build_detector(weights, config, device, precision, score_thresh, backend)
+        choice = resolve_precision(precision, device)
+    else:
+        if weights is None:
+            root = cache_dir(data_dir, config)
+            if precision == "int8":
+                weights = data_layout(root).ssh_int8_model
+                if not weights.is_file():
+                    raise FileNotFoundError(f"int8 model {weights} not found: write it with `python3 -m model.deploy "
+                                            f"quantize` (DATA_DIR {root}), or use precision='fp32'")
+            else:
+                weights = ensure_weights("ssh", root)
+        choice = resolve_precision(precision, device, weights, backend=backend)
+    if choice.message:
+        print(choice.message, file=sys.stderr)
+    warn_if_emulated(choice.precision, choice.device)
+    if choice.model is None:
+        return Detector.from_config(SSH(), config, choice.device, choice.precision, score_thresh)
+    return build_detector(choice.model, config, choice.device, choice.precision, score_thresh, backend)

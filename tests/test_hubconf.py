@@ -1,6 +1,7 @@
 """hubconf.py / model/hub.py: torch.hub.load(repo, "ssh", source="local") gives a ready Detector,
 random or with the official weights from the cache (no network: a fixture caffemodel there), with
-the config given as None, YAML, dotted or nested overrides; the NMS works without the Cython kernel."""
+the config given as None, YAML, dotted or nested overrides; the NMS works without the Cython kernel;
+precision="auto" says what it chose, an emulated bf16 warns (faked CPUs)."""
 import importlib
 import re
 import subprocess
@@ -14,10 +15,13 @@ import torch
 from matplotlib import cbook
 
 import hubconf
+import lib.utils.cpu_capabilities
+from cpus import ZEN3, ZEN4
 from lib.config import get_config
 from lib.utils.integrity import record_path
 from model.detector import Detector
 from model.hub import REPO, cache_dir, hub_config
+from model.precision import PrecisionWarning
 from model.weights.loading import load_network
 from weights_fixtures import write_ssh_caffemodel
 
@@ -94,6 +98,26 @@ def test_missing_int8_model_names_the_quantize_command(tmp_path):
     with pytest.raises(FileNotFoundError, match=f"int8 model {tmp_path}/SSH_models/SSH_int8.onnx not found: "
                                                 "write it with `python3 -m model.deploy quantize`"):
         hub_load(precision="int8", data_dir=tmp_path)
+
+
+@pytest.mark.parametrize("cpu, precision", [(ZEN3, "fp32"), (ZEN4, "bf16")])
+def test_auto_says_once_what_it_chose_and_why(data, monkeypatch, capsys, cpu, precision):
+    monkeypatch.setattr(lib.utils.cpu_capabilities, "read_capabilities", lambda: cpu)
+    detector = hub_load(cfg=QUICK, data_dir=data, precision="auto")
+    assert detector.precision == precision
+    err = capsys.readouterr().err
+    assert re.fullmatch(rf"precision auto: {precision} \(.*; no int8 model {data}/SSH_models/SSH_int8.onnx "
+                        r"\(`python3 -m model.deploy quantize --model .*SSH.caffemodel` makes one\)\)\n", err), err
+    random = hub_load(pretrained=False, cfg=QUICK, precision="auto")
+    assert random.precision == precision
+    assert capsys.readouterr().err.endswith("; no int8 model of a random network)\n")
+
+
+def test_emulated_bf16_warns_in_one_line(monkeypatch):
+    monkeypatch.setattr(lib.utils.cpu_capabilities, "read_capabilities", lambda: ZEN3)
+    with pytest.warns(PrecisionWarning, match=r"^bf16 is emulated on this CPU \(torch AVX2, no avx512_bf16 or "
+                                              r"amx_bf16\): about 5-10x slower than fp32; use fp32, or auto"):
+        assert hub_load(pretrained=False, cfg=QUICK, precision="bf16").precision == "bf16"
 
 
 def test_config_forms(tmp_path):

@@ -17,7 +17,6 @@ from tqdm import tqdm
 
 from lib.config import add_config_args, config_from_args, data_layout
 from lib.utils.cli import first_line, one_line_warnings
-from lib.utils.download import sha256_file
 from lib.utils.integrity import write_record
 from model.detector import Detector
 from model.precision import PRECISIONS
@@ -25,15 +24,9 @@ from model.weights.loading import load_network
 
 from .agreement import HEAD_NAMES, IOU, SCORE, detection_agreement, head_errors
 from .calibration import DEFAULT_COUNT, CalibrationBlobs, load_images
-from .quantize import DEFAULT_METHOD, KEEP_FLOAT, METHODS, quantize_network
+from .quantize import DEFAULT_METHOD, KEEP_FLOAT, METHODS, SOURCE_KEY, int8_path, quantize_network, source_entry
 
 ONNX_PACKAGES = "onnx onnxruntime onnxscript"
-
-
-def int8_path(model):
-    """Where the int8 model of the weights at `model` goes by default: beside them, <stem>_int8.onnx."""
-    model = Path(model)
-    return model.with_name(f"{model.stem}_int8.onnx")
 
 
 def parse_args(argv):
@@ -145,7 +138,7 @@ def quantize(args, net, reference, out, calib_dir, images):
                 bar.set_postfix_str("quantizing and checking the graph")
 
         quantize_network(net, out, blobs, args.method, args.keep_float, progress=progress,
-                         metadata={"ssh.source": f"{args.model.name} sha256:{sha256_file(args.model)}"})
+                         metadata={SOURCE_KEY: source_entry(args.model)})
         bar.set_postfix_str("done")
     write_record(out, verified_by="ONNX checker after quantization (python3 -m model.deploy quantize)",
                  remake=remake_command(args, calib_dir, out))

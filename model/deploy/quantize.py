@@ -5,7 +5,9 @@ images, and ONNX Runtime's quantize_static writes a QDQ graph: per-channel symme
 per-tensor uint8 activations. The graph keeps the contract of the float export (any batch, height
 and width, no re-quantization per size), so `OnnxSSH` runs it for `Detector`. Convolutions named
 in `keep_float` stay float32. The graph's metadata records its precision, the calibration and the
-source weights; OnnxSSH reads the precision, and a float model cannot be taken for int8.
+source weights (SOURCE_KEY: "<file name> sha256:<hex>"); OnnxSSH reads the precision, and a float
+model cannot be taken for int8. `int8_model_of` finds the int8 graph of given weights by that record
+(`--precision auto`).
 """
 import io
 import logging
@@ -14,6 +16,7 @@ from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
 
 from lib.utils.atomic import atomic_path
+from lib.utils.download import sha256_file
 
 from .onnx_export import INPUT_NAME, check_onnx, export_onnx
 from .onnx_runtime import PRECISION_KEY
@@ -25,6 +28,60 @@ DEFAULT_METHOD = "minmax"
 # Convolutions (module paths of SSH) left in float32 by default: the six 1x1 heads, whose int8 outputs
 # would round the score logits to 1/255 of their range (measured: docs/decisions.md §8.5).
 KEEP_FLOAT = tuple(f"{m}.{head}" for m in ("m1", "m2", "m3") for head in ("cls_score", "bbox_pred"))
+# Metadata key of the weights a graph was quantized from: "<file name> sha256:<64 hex digits>".
+SOURCE_KEY = "ssh.source"
+
+
+def int8_path(weights):
+    """Where the int8 model of the weights at `weights` goes by default: beside them, <stem>_int8.onnx
+    (data/SSH_models/SSH.caffemodel -> SSH_int8.onnx, lib.config.data_layout's ssh_int8_model)."""
+    weights = Path(weights)
+    return weights.with_name(f"{weights.stem}_int8.onnx")
+
+
+def source_entry(weights):
+    """The SOURCE_KEY value that names the weights file at `weights`: its name and SHA-256."""
+    weights = Path(weights)
+    return f"{weights.name} sha256:{sha256_file(weights)}"
+
+
+def graph_metadata(path):
+    """{key: value} of the metadata of the ONNX graph at `path`; ValueError when it is not an ONNX file."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except (DecodeError, ValueError, OSError) as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ValueError(f"{path}: not an ONNX model ({reason})") from None
+    return {entry.key: entry.value for entry in model.metadata_props}
+
+
+def int8_model_of(weights):
+    """(path, reason): the int8 graph beside the weights at `weights` (`int8_path`) when its SOURCE_KEY
+    record names the same file content (SHA-256), else None; `reason` says in a few words why it is
+    or is not theirs. A graph without the record (made by another tool) is never taken for them."""
+    weights = Path(weights)
+    path = int8_path(weights)
+    if not path.is_file():
+        return None, f"no int8 model {path}"
+    if not weights.is_file():
+        return None, f"{path} cannot be matched to {weights}, which is missing"
+    try:
+        meta = graph_metadata(path)
+    except ImportError:
+        return None, "onnx is not installed"
+    except ValueError as e:
+        return None, str(e)
+    if meta.get(PRECISION_KEY) != "int8":
+        return None, f"{path} is not an int8 graph"
+    source = meta.get(SOURCE_KEY)
+    if source is None:
+        return None, f"{path} records no source weights"
+    if source.rpartition("sha256:")[2].strip() != sha256_file(weights):
+        return None, f"{path} was quantized from other weights ({source}), not from {weights}"
+    return path, f"{path} is the int8 model of {weights.name} (its record names them)"
 
 
 class BlobReader:

@@ -6,17 +6,20 @@ import pytest
 import torch
 
 from benchmarks.__main__ import BENCHMARKS, main
+from lib.utils.cpu_capabilities import read_capabilities
 from shared import ROOT
 
 F = r"\d+\.\d+"
+# detect's default modes on this CPU: fp32 and the natively run bf16 and int8 (an emulated bf16 is left out).
+NATIVE = [p for p in ("fp32", "bf16", "int8") if p in read_capabilities().native()]
 # benchmark: (options added to --smoke, lines its output must hold)
 SMOKE_RUNS = {
-    "detect": ([], [rf"^reference 3x3 conv 512->512 @10x15: {F} GFLOP/s fp32, {F} GFLOP/s bf16; "
-                    r"int8's % of ref is of fp32's$",
-                    *[rf"^ {mode}      64x96 +{F} +{F}\.\.{F} +{F}% +{F} +\d+% +{F}x +\d+$"
-                      for mode in ("fp32", "bf16", "int8")],
+    "detect": ([], [r"^reference 3x3 conv 512->512 @10x15: "
+                    + ", ".join(f"{F} GFLOP/s {m}" for m in NATIVE if m != "int8") + r"; int8's % of ref is of fp32's$",
+                    r"^cpu: .+, torch capability \w+.*; flags: .+; native: .+$",
+                    *[rf"^ {mode}      64x96 +{F} +{F}\.\.{F} +{F}% +{F} +\d+% +{F}x +\d+$" for mode in NATIVE],
                     *[rf"^ +64x96 {mode} head drift vs fp32 \(max\|diff\|/max\|value\|\): \d\.\d\de-\d\d$"
-                      for mode in ("bf16", "int8")]]),
+                      for mode in NATIVE[1:]]]),
     "deploy": ([], [rf"^ +64x96 +{F} +{F} +{F}x +\d\.\d\de-\d\d$", r"^batched detection at 64x96, images/s$",
                     rf"^ +2 +{F} +{F}$"]),
     "quantize": ([], [r"^fp32 +(0\.00e\+00 +){6} +\d\.\d{3} +1\.00x$",
@@ -61,6 +64,23 @@ def test_smoke_run_prints_numbers(name, capsys):
     out = capsys.readouterr().out
     for line in lines:
         assert re.search(line, out, re.M), f"{name}: no line matches {line!r} in:\n{out}"
+
+
+def test_detect_leaves_out_and_marks_emulated_modes(monkeypatch, capsys):
+    """On an AVX2-only CPU (faked) bf16 is left out of detect's default with a note, and marked * when asked for."""
+    from benchmarks.detect import choose_precisions, print_rows
+    from benchmarks.utils import Timing
+    from cpus import ZEN3, ZEN4
+
+    cpu = torch.device("cpu")
+    assert choose_precisions(None, cpu, ZEN4) == ["fp32", "bf16", "int8"]
+    assert capsys.readouterr().out == ""
+    assert choose_precisions(None, cpu, ZEN3) == ["fp32", "int8"]
+    assert capsys.readouterr().out.startswith("note: bf16 left out, bf16 is emulated on this CPU (torch AVX2, ")
+    assert choose_precisions(["bf16"], cpu, ZEN3) == ["fp32", "bf16"]
+    timings = {p: (Timing(1.0, 1.0, 1.0), 0.5) for p in ("fp32", "bf16")}
+    print_rows("64x96", 1e9, timings, {"fp32": 10.0, "bf16": 10.0}, {"fp32": 1, "bf16": 1}, emulated={"bf16": "..."})
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()] == ["fp32", "bf16*"]
 
 
 def test_list_names_every_benchmark_with_a_line(capsys):

@@ -26,7 +26,7 @@ from model.deploy.onnx_export import export_onnx  # noqa: E402
 from model.deploy import onnx_runtime  # noqa: E402
 from model.deploy.onnx_export import OUTPUT_NAMES  # noqa: E402
 from model.deploy.onnx_runtime import OnnxSSH, load_session  # noqa: E402
-from model.deploy.quantize import quantize_network  # noqa: E402
+from model.deploy.quantize import SOURCE_KEY, graph_metadata, quantize_network, source_entry  # noqa: E402
 from model.detector import Detector  # noqa: E402
 
 # Photos that matplotlib installs: calibration images of real content.
@@ -213,6 +213,7 @@ def test_cli_quantizes_and_compares(random_checkpoint, tmp_path, capsys):
                  "--precisions", "int8", *small]) == 0
     assert capsys.readouterr().out.splitlines()[2] == lines[4]  # the file gives what quantize measured
     assert check_record(out)["verified_by"].startswith("ONNX checker")  # recorded, so damage is caught on use
+    assert graph_metadata(out)[SOURCE_KEY] == source_entry(pth)  # what --precision auto knows its weights by
 
 
 def test_the_recorded_remake_command_writes_the_same_file(random_checkpoint, tmp_path, capsys):
