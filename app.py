@@ -1,0 +1,114 @@
+"""A web page for finding and anonymising faces in photos and videos (Gradio), on test.py's pipeline.
+
+    python3 app.py                                    # official weights, http://127.0.0.1:7860
+    python3 app.py --model ssh.pth --device cuda --port 8080
+    python3 app.py --host 0.0.0.0 --auth alice:s3cret # other machines too: see README "Web app"
+
+The model loads once, with test.py's --model, --backend, --device, --precision and --cfg/--set. Uploads
+and results live in one temporary folder, removed when the server stops (Ctrl-C or SIGTERM).
+"""
+import argparse
+import os
+import signal
+import sys
+from pathlib import Path
+
+from lib.config import add_config_args, config_from_args, data_layout
+from lib.utils.cli import one_line_warnings, sigterm_as_ctrl_c
+from lib.webapp.limits import add_limit_args, limits_from_args
+from lib.webapp.serving import add_serving_args, exposure_warning
+from lib.webapp.workspace import temporary_workspace
+from model.detector import build_detector
+from model.precision import PRECISION_CHOICES, resolve_precision, warn_if_emulated
+from model.weights.loading import BACKENDS
+
+ONNX_PACKAGES = "onnx onnxruntime onnxscript"
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description="Serve a web page that detects and anonymises faces with SSH.")
+    add_serving_args(parser)
+    model = parser.add_argument_group("model (as test.py's)")
+    model.add_argument("--model", type=Path,
+                       help=".caffemodel or .pth weights, or an .onnx graph (default: <DATA_DIR>/SSH_models/"
+                            "SSH.caffemodel, SSH_int8.onnx with --precision int8; DATA_DIR being data/)")
+    model.add_argument("--backend", choices=BACKENDS,
+                       help="network runtime (default: onnxruntime for .onnx models, else pytorch)")
+    model.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available, else cpu; cpu for int8)")
+    model.add_argument("--precision", choices=PRECISION_CHOICES, default="fp32",
+                       help="number format of the network; auto: the fastest this machine runs natively "
+                            "(see test.py --help)")
+    add_limit_args(parser)
+    add_config_args(parser)
+    args = parser.parse_args(argv)
+    if args.backend == "pytorch" and args.precision == "int8":
+        parser.error("int8 runs an int8 .onnx model with the onnxruntime backend")
+    if args.backend == "onnxruntime" and args.precision in ("bf16", "fp16"):
+        parser.error(f"{args.precision} runs the pytorch backend; ONNX graphs run in their own precision")
+    return args
+
+
+def load_detector(args):
+    """The detector of the model options, as test.py builds it (args.model set to the file used)."""
+    cfg = config_from_args(args)
+    choice = resolve_precision(args.precision, args.device, args.model, data_layout(cfg.DATA_DIR), args.backend)
+    args.precision, args.model = choice.precision, choice.model
+    if choice.message:
+        print(choice.message, file=sys.stderr)
+    warn_if_emulated(args.precision, choice.device)
+    return build_detector(args.model, cfg, choice.device, args.precision, backend=args.backend)
+
+
+def serve(args, detector):
+    """Serve the page until Ctrl-C or SIGTERM; the temporary folder goes with it."""
+    limits = limits_from_args(args)
+    with temporary_workspace(limits.keep_seconds) as workspace:
+        os.environ["GRADIO_TEMP_DIR"] = str(workspace.gradio)  # read by Gradio as it is imported
+        os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+        os.environ["MPLCONFIGDIR"] = str(workspace.root / "matplotlib")  # Gradio imports it for each answer
+        from lib.webapp.page import build_page, theme
+
+        page = build_page(detector, str(args.model), args.precision, workspace, limits)
+        print(f"uploads and results: {workspace.root} (removed when the server stops)", flush=True)
+        try:
+            page.launch(server_name=args.host, server_port=args.port, auth=args.auth, theme=theme(),
+                        max_file_size=limits.max_upload_bytes, show_error=True)
+        finally:  # stopping: a second Ctrl-C or SIGTERM must not cut the clean-up short
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            page.close()
+
+
+def main(argv=None):
+    one_line_warnings()
+    args = parse_args(argv)
+    official = args.model is None
+    try:
+        detector = load_detector(args)
+    except FileNotFoundError as e:
+        hint = ("" if not official else " Write it with `python3 -m model.deploy quantize`." if args.precision == "int8"
+                else " Run `make demo` to download the official model.")
+        print(f"error: {e}.{hint}", file=sys.stderr)
+        return 2
+    except ImportError as e:
+        print(f"error: {e.name or e} is missing; ONNX models need `pip install {ONNX_PACKAGES}`.", file=sys.stderr)
+        return 2
+    except (ValueError, KeyError) as e:
+        print(f"error: {e.args[0] if e.args else e}", file=sys.stderr)
+        return 2
+    warning = exposure_warning(args.host, args.auth)
+    if warning:
+        print(warning, file=sys.stderr)
+    with sigterm_as_ctrl_c():
+        try:
+            serve(args, detector)
+        except OSError as e:
+            print(f"error: cannot serve on {args.host}:{args.port}: {e}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
