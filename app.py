@@ -11,7 +11,6 @@ import argparse
 import os
 import signal
 import sys
-from pathlib import Path
 
 from lib.config import add_config_args, config_from_args, data_layout
 from lib.utils.cli import one_line_warnings, sigterm_as_ctrl_c
@@ -19,8 +18,8 @@ from lib.webapp.limits import add_limit_args, limits_from_args
 from lib.webapp.serving import add_serving_args, exposure_warning
 from lib.webapp.workspace import temporary_workspace
 from model.detector import build_detector
-from model.precision import PRECISION_CHOICES, resolve_precision, warn_if_emulated
-from model.weights.loading import BACKENDS
+from model.options import add_model_args, check_model_args
+from model.precision import resolve_precision, warn_if_emulated
 
 ONNX_PACKAGES = "onnx onnxruntime onnxscript"
 
@@ -28,23 +27,11 @@ ONNX_PACKAGES = "onnx onnxruntime onnxscript"
 def parse_args(argv):
     parser = argparse.ArgumentParser(description="Serve a web page that detects and anonymises faces with SSH.")
     add_serving_args(parser)
-    model = parser.add_argument_group("model (as test.py's)")
-    model.add_argument("--model", type=Path,
-                       help=".caffemodel or .pth weights, or an .onnx graph (default: <DATA_DIR>/SSH_models/"
-                            "SSH.caffemodel, SSH_int8.onnx with --precision int8; DATA_DIR being data/)")
-    model.add_argument("--backend", choices=BACKENDS,
-                       help="network runtime (default: onnxruntime for .onnx models, else pytorch)")
-    model.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available, else cpu; cpu for int8)")
-    model.add_argument("--precision", choices=PRECISION_CHOICES, default="fp32",
-                       help="number format of the network; auto: the fastest this machine runs natively "
-                            "(see test.py --help)")
+    add_model_args(parser)
     add_limit_args(parser)
     add_config_args(parser)
     args = parser.parse_args(argv)
-    if args.backend == "pytorch" and args.precision == "int8":
-        parser.error("int8 runs an int8 .onnx model with the onnxruntime backend")
-    if args.backend == "onnxruntime" and args.precision in ("bf16", "fp16"):
-        parser.error(f"{args.precision} runs the pytorch backend; ONNX graphs run in their own precision")
+    check_model_args(parser, args)
     return args
 
 

@@ -34,8 +34,9 @@ from lib.utils.cli import one_line_warnings, sigterm_as_ctrl_c
 from lib.utils.distributed import PeerFailure
 from lib.video import VideoError, check_display, parse_source
 from model.detector import build_detector
-from model.precision import PRECISION_CHOICES, resolve_precision, warn_if_emulated
-from model.weights.loading import BACKENDS, load_network
+from model.options import add_model_args, check_model_args
+from model.precision import resolve_precision, warn_if_emulated
+from model.weights.loading import load_network
 
 ONNX_PACKAGES = "onnx onnxruntime onnxscript"
 # Exit code when some images or frames failed and the others were done.
@@ -96,18 +97,7 @@ def parse_args(argv):
                              f"against decompression bombs; default {DEFAULT_MAX_PIXELS:,}; 0: no limit)")
     inputs.add_argument("--show", action="store_true",
                         help="video: show the frames in a window as they are written (q or Esc stops)")
-    model = parser.add_argument_group("model")
-    model.add_argument("--model", type=Path,
-                       help=".caffemodel or .pth weights, or an .onnx graph (default: <DATA_DIR>/SSH_models/"
-                            "SSH.caffemodel, SSH_int8.onnx with --precision int8; DATA_DIR being data/)")
-    model.add_argument("--backend", choices=BACKENDS,
-                       help="network runtime (default: onnxruntime for .onnx models, else pytorch)")
-    model.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available, else cpu; cpu for int8)")
-    model.add_argument("--precision", choices=PRECISION_CHOICES, default="fp32",
-                       help="number format of the network: bf16 (fast on CPUs with AVX-512 bf16 or AMX) and fp16 "
-                            "(fast on CUDA) run the PyTorch network; int8 runs an int8 .onnx model on the CPU; auto "
-                            "picks the fastest that runs natively here and says which (default fp32: the official "
-                            "numbers on every machine)")
+    model = add_model_args(parser)
     model.add_argument("--batch-size", type=positive(int), default=1,
                        help="images per network pass (images of equal blob size are batched)")
     model.add_argument("--workers", type=not_negative(int), metavar="K",
@@ -153,10 +143,7 @@ def parse_args(argv):
     if exporting and (args.backend == "onnxruntime" or args.precision != "fp32"):
         parser.error("--export-onnx and --export-onnx-detector write fp32 graphs of pytorch weights "
                      "(int8 graphs: python3 -m model.deploy quantize)")
-    if args.backend == "pytorch" and args.precision == "int8":
-        parser.error("int8 runs an int8 .onnx model with the onnxruntime backend")
-    if args.backend == "onnxruntime" and args.precision in ("bf16", "fp16"):
-        parser.error(f"{args.precision} runs the pytorch backend; ONNX graphs run in their own precision")
+    check_model_args(parser, args)
     if args.video is not None and (args.image or args.dir):
         parser.error("--video cannot be combined with --image or --dir")
     if args.video is None and (args.every != 1 or args.max_frames or args.show or args.hold is not None):
