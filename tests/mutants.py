@@ -334,7 +334,7 @@ MUTATIONS = (
     _m("config-means-rgb", "default PIXEL_MEANS in R, G, B order",
        "lib/config.py", '"PIXEL_MEANS": [[[102.9801, 115.9465, 122.7717]]]', '"PIXEL_MEANS": [[[122.7717, 115.9465, 102.9801]]]',
        "tests/lib/test_config.py::test_defaults_equal_the_official_default_config_yml"),
-    # --- training data and engine (lib/datasets/, lib/training.py) -----------------------------------
+    # --- training data and engine (lib/datasets/, lib/training/) -------------------------------------
     _m("wider-clamp", "annotation x2 clamped to W - 1 instead of W",
        "lib/datasets/wider.py", "x2 = np.minimum(x1 + r[:, 2], width)", "x2 = np.minimum(x1 + r[:, 2], width - 1)",
        "tests/lib/datasets/test_wider.py::test_official_box_rule_hand_computed"),
@@ -348,10 +348,10 @@ MUTATIONS = (
        "lib/datasets/loader.py", "image = image[:, ::-1]", "image = image[::-1]",
        "tests/lib/datasets/test_loader.py::test_flipped_box_covers_the_flipped_pixels"),
     _m("train-iter-size-sum", "accumulated gradient summed over iter_size instead of averaged",
-       "lib/training.py", "loss = sum(losses.values()) / len(items)", "loss = sum(losses.values())",
+       "lib/training/step.py", "loss = sum(losses.values()) / len(items)", "loss = sum(losses.values())",
        "tests/lib/test_training.py::test_train_step_accumulates_the_mean_gradient"),
     _m("train-amp-cpu-fp16", "--amp autocasts to float16 on the CPU instead of bfloat16",
-       "lib/training.py", "        return torch.float16\n    return torch.bfloat16\n",
+       "lib/training/step.py", "        return torch.float16\n    return torch.bfloat16\n",
        "        return torch.float16\n    return torch.float16\n",
        "tests/lib/test_training.py::test_amp_autocasts_to_bfloat16_on_the_cpu"),
     # --- WIDER evaluation (lib/evaluation/) -----------------------------------------------------------

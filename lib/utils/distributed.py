@@ -46,15 +46,15 @@ def launch_from(rank, world_size, master_ip, master_port, environ=os.environ):
     """The Launch of explicit flags (rank and world_size given) or else of torchrun's environment."""
     if rank is not None or world_size is not None:
         if rank is None or world_size is None:
-            raise ValueError("--rank and --world_size go together")
+            raise ValueError("--rank and --world-size go together")
         if world_size < 1:
-            raise ValueError(f"--world_size {world_size} must be at least 1")
+            raise ValueError(f"--world-size {world_size} must be at least 1")
         if not 0 <= rank < world_size:
-            raise ValueError(f"--rank {rank} is not in [0, --world_size {world_size})")
+            raise ValueError(f"--rank {rank} is not in [0, --world-size {world_size})")
         return Launch(rank, world_size, None, (master_ip, master_port))
     missing = [k for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT") if k not in environ]
     if missing:
-        raise ValueError(f"give --rank and --world_size, or run under torchrun ({', '.join(missing)} not set)")
+        raise ValueError(f"give --rank and --world-size, or run under torchrun ({', '.join(missing)} not set)")
     local_rank = _env_int(environ, "LOCAL_RANK") if "LOCAL_RANK" in environ else None
     restart = _env_int(environ, "TORCHELASTIC_RESTART_COUNT") if "TORCHELASTIC_RESTART_COUNT" in environ else 0
     return Launch(_env_int(environ, "RANK"), _env_int(environ, "WORLD_SIZE"), local_rank, None, restart)
@@ -121,11 +121,11 @@ def backend_for(device):
 
 
 def _master_address(host, port):
-    """(family, socket address) of --master_ip `host` and --master_port `port`; ValueError if it does not resolve."""
+    """(family, socket address) of --master-ip `host` and --master-port `port`; ValueError if it does not resolve."""
     try:
         family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
     except (socket.gaierror, UnicodeError) as e:
-        raise ValueError(f"--master_ip {host} does not resolve to an address "
+        raise ValueError(f"--master-ip {host} does not resolve to an address "
                          f"({getattr(e, 'strerror', None) or e})") from None
     return family, address
 
@@ -142,10 +142,10 @@ def _check_master_here(host, port):
             probe.bind(address)
         except OSError as e:
             if e.errno == errno.EADDRINUSE:
-                raise ValueError(f"--master_port {port} is in use by another program on this machine; "
+                raise ValueError(f"--master-port {port} is in use by another program on this machine; "
                                  "choose a free port") from None
             if e.errno == errno.EADDRNOTAVAIL:
-                raise ValueError(f"--master_ip {host} is not an address of this machine, "
+                raise ValueError(f"--master-ip {host} is not an address of this machine, "
                                  "where rank 0 hosts the rendezvous") from None
             raise ValueError(f"rank 0 cannot listen on {host}:{port}: {e.strerror}") from None
 

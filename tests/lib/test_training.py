@@ -1,8 +1,10 @@
-"""Training step, loop, snapshots and train.py: accumulation, exact resume, NaN stop, Ctrl-C, AMP on CPU."""
+"""Training step, trainer and hooks, snapshots and train.py: accumulation, hook order, exact resume, NaN stop,
+Ctrl-C, AMP on CPU, TensorBoard."""
 import copy
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,16 +14,20 @@ import pytest
 import torch
 from wider_fixtures import tiny_wider
 
-import lib.training
+import lib.training.run
 import train
 from lib.config import get_config
 from lib.losses import LossSettings
 from lib.solver import CaffeSGD, StepLR
-from lib.train_log import read_metrics, running_mean
-from lib.training import (LatestCadence, NonFiniteLoss, StopOnSignals, amp_dtype, drop_torn_line, image_losses,
-                          resume_split_error, train_loop, train_step)
+from lib.training import (Checkpointer, HookBase, LatestCadence, LRSchedule, NonFiniteLoss, StopOnSignals, Trainer,
+                          amp_dtype, drop_torn_line, image_losses, resume_split_error, train_step)
+from lib.training.metrics import read_metrics, running_mean
+from lib.training.step import gradient_norm
+from lib.training.tensorboard import TensorBoard, loss_tag
 from lib.utils.checkpoint import get_rng_state, load_snapshot, save_snapshot, set_rng_state
+from lib.utils.exit_codes import ExitCode
 from shared import ROOT as REPO
+from tb_events import events, scalars
 
 # Tiny fast runs: 64-pixel blobs, 2 images per SGD step, one log line per step.
 TINY = ["--init", "none", "--set", "TRAIN.SCALES", "[64]", "--set", "TRAIN.ITER_SIZE", "2",
@@ -91,34 +97,145 @@ def test_train_step_refuses_a_nan_loss_before_changing_weights():
     assert all(torch.equal(p, q) for p, q in zip(net.parameters(), before))
 
 
-# --- the loop -------------------------------------------------------------------------------------
+# --- the trainer and its hooks -----------------------------------------------------------------------
+
+class Recorder(HookBase):
+    """Appends (name, event, trainer.iter) of every hook call to `calls`."""
+
+    def __init__(self, name, calls):
+        self.name, self.calls = name, calls
+
+    def before_train(self):
+        self.calls.append((self.name, "before_train", self.trainer.iter))
+
+    def before_step(self):
+        self.calls.append((self.name, "before_step", self.trainer.iter))
+
+    def after_step(self):
+        self.calls.append((self.name, "after_step", self.trainer.iter))
+
+    def after_train(self):
+        self.calls.append((self.name, "after_train", self.trainer.iter))
+
+
+class StopAfter(HookBase):
+    """Requests a stop for `reason` before step `steps` + 1; records the lr of every step done."""
+
+    def __init__(self, steps, reason):
+        self.steps, self.reason, self.lrs = steps, reason, []
+
+    def before_step(self):
+        if self.trainer.iter >= self.steps:
+            self.trainer.request_stop(self.reason)
+
+    def after_step(self):
+        self.lrs.append(self.trainer.lr)
+
+
+def _toy_trainer(start_iter=0, max_iters=100):
+    net, opt = _toy()
+    items = [(torch.randn(2, 3), torch.randn(2, 1)) for _ in range(2 * max_iters)]
+    return Trainer(opt, lambda: iter(items), _toy_loss(net), start_iter=start_iter, max_iters=max_iters, iter_size=2)
+
+
+def _checkpointer(folder, every, latest, saved):
+    """A Checkpointer that records (file name, iteration) instead of writing."""
+    def save(path, iteration):
+        saved.append((path.name, iteration))
+        return path
+    return Checkpointer(folder, "SSH", every, save, latest)
+
 
 @pytest.mark.parametrize("reason", ["stopped", "preempted"])
-def test_loop_snapshots_on_schedule_at_the_end_and_on_stop(reason):
-    net, opt = _toy()
-    items = iter([(torch.randn(2, 3), torch.randn(2, 1)) for _ in range(100)])
-    logged, saved, checkpoints = [], [], []
-    stop_after = 5
-    result = train_loop(opt, items, _toy_loss(net), StepLR(0.1, 0.1, 3), start_iter=0, max_iters=100,
-                        iter_size=2, snapshot_every=2, snapshot=saved.append, checkpoint=checkpoints.append,
-                        log=lambda it, lr, losses: logged.append((it, lr)),
-                        should_stop=lambda: reason if len(logged) >= stop_after else None)
-    assert result == (5, reason)
-    assert saved == [2, 4, 5]
-    assert checkpoints == [1, 3, 5]  # after each step without a kept snapshot
-    assert [it for it, _ in logged] == [1, 2, 3, 4, 5]
-    assert [lr for _, lr in logged] == pytest.approx([0.1, 0.1, 0.1, 0.01, 0.01])
-    assert opt.param_groups[0]["lr"] == pytest.approx(0.01)
+def test_trainer_snapshots_on_schedule_at_the_end_and_on_stop(reason, tmp_path, capsys):
+    trainer = _toy_trainer()
+    saved = []
+    stop = StopAfter(5, reason)
+    trainer.register(stop, LRSchedule(StepLR(0.1, 0.1, 3)), _checkpointer(tmp_path, 2, LatestCadence(every=1), saved))
+    assert trainer.train() == (5, reason)
+    assert saved == [("SSH_latest.pth", 1), ("SSH_iter_2.pth", 2), ("SSH_latest.pth", 3), ("SSH_iter_4.pth", 4),
+                     ("SSH_latest.pth", 5), ("SSH_iter_5.pth", 5)]  # the latest after each other step, kept at stop
+    assert stop.lrs == pytest.approx([0.1, 0.1, 0.1, 0.01, 0.01])
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(0.01)  # no lr set for the step not taken
+    out = capsys.readouterr().out
+    assert out.endswith(f"Wrote snapshot to {tmp_path / 'SSH_iter_5.pth'}\n" + (
+        f"Stopped at iteration 5; continue with --resume {tmp_path / 'SSH_iter_5.pth'}\n" if reason == "stopped" else
+        f"Preempted at iteration 5, saved to {tmp_path / 'SSH_iter_5.pth'}; the same command with --resume auto "
+        "continues\n"))
 
 
-def test_loop_checkpoints_between_snapshots_but_not_at_the_end():
+def test_trainer_writes_latest_between_kept_snapshots_but_not_at_the_end(tmp_path):
+    trainer = _toy_trainer(start_iter=2, max_iters=7)
+    saved = []
+    trainer.register(LRSchedule(StepLR(0.1, 0.1, 3)), _checkpointer(tmp_path, 3, LatestCadence(every=1), saved))
+    assert trainer.train() == (7, "done")
+    assert saved == [("SSH_iter_3.pth", 3), ("SSH_latest.pth", 4), ("SSH_latest.pth", 5), ("SSH_iter_6.pth", 6),
+                     ("SSH_iter_7.pth", 7)]
+
+
+def test_hooks_run_in_order_and_after_train_in_reverse():
+    trainer = _toy_trainer(max_iters=2)
+    calls = []
+    trainer.register(Recorder("a", calls), None, Recorder("b", calls), LRSchedule(StepLR(0.1, 0.1, 3)))
+    assert trainer.train() == (2, "done")
+    step = lambda i: [("a", "before_step", i), ("b", "before_step", i), ("a", "after_step", i + 1),  # noqa: E731
+                      ("b", "after_step", i + 1)]
+    assert calls == [("a", "before_train", 0), ("b", "before_train", 0), *step(0), *step(1),
+                     ("b", "after_train", 2), ("a", "after_train", 2)]
+
+
+def test_an_error_reaches_every_after_train_which_may_replace_it():
+    """A failing step: every after_train sees it; one replaces it; a failing after_train neither hides the
+    run's error nor keeps the others from running; a failing before_train still gets every after_train."""
+    class Replace(HookBase):
+        def after_train(self):
+            seen.append(type(self.trainer.error).__name__)
+            self.trainer.error = ValueError(f"while training: {self.trainer.error}")
+
+    class Broken(HookBase):
+        def after_train(self):
+            raise OSError("disk full")
+
+    seen = []
+    trainer = _toy_trainer(max_iters=3)
+    trainer.loss_fn = lambda item: {"a_loss": torch.tensor(float("nan"), requires_grad=True)}
+    trainer.register(Replace(), Broken())
+    with pytest.raises(ValueError, match=r"^while training: iteration 1: a_loss = nan$"):
+        trainer.train()
+    assert seen == ["NonFiniteLoss"] and trainer.iter == 0
+
+    class FailingStart(HookBase):
+        def before_train(self):
+            raise RuntimeError("no rendezvous")
+
+    trainer, calls = _toy_trainer(), []
+    trainer.register(Recorder("a", calls), FailingStart(), Recorder("b", calls))
+    with pytest.raises(RuntimeError, match="no rendezvous"):
+        trainer.train()
+    assert calls == [("a", "before_train", 0), ("b", "after_train", 0), ("a", "after_train", 0)]
+
+    trainer = _toy_trainer(max_iters=1)
+    trainer.register(Broken())
+    with pytest.raises(OSError, match="disk full"):  # the only error: the run's
+        trainer.train()
+
+
+def test_gradient_norm_is_the_l2_norm_of_all_gradients():
     net, opt = _toy()
-    items = iter([(torch.randn(2, 3), torch.randn(2, 1)) for _ in range(100)])
-    saved, checkpoints = [], []
-    assert train_loop(opt, items, _toy_loss(net), StepLR(0.1, 0.1, 3), start_iter=2, max_iters=7, iter_size=2,
-                      snapshot_every=3, snapshot=saved.append, checkpoint=checkpoints.append,
-                      log=lambda *args: None) == (7, "done")
-    assert saved == [3, 6, 7] and checkpoints == [4, 5]
+    train_step(opt, [(torch.randn(4, 3), torch.randn(4, 1))], _toy_loss(net))
+    expected = torch.cat([p.grad.flatten() for p in net.parameters()]).norm().item()
+    assert gradient_norm(opt) == pytest.approx(expected, rel=1e-6)
+    assert loss_tag("m2@ssh_reg_loss") == "loss/m2_reg" and loss_tag("other") == "loss/other"
+
+
+def test_a_resumed_run_purges_the_events_beyond_its_snapshot(tmp_path):
+    """Steps 1..5 logged, then a run resumed at 4 logs 5 and 6: TensorBoard shows 1..6 once each, 5 and 6 from
+    the resumed run (without SummaryWriter's purge_step the old step 5 would stay beside the new one)."""
+    for start, stop, lr in ((0, 5, 0.5), (4, 6, 0.25)):
+        trainer = _toy_trainer(start_iter=start, max_iters=stop)
+        trainer.register(LRSchedule(lambda it, lr=lr: lr), TensorBoard(tmp_path / "tb"))
+        trainer.train()
+    assert scalars(tmp_path / "tb")["lr"] == [(1, 0.5), (2, 0.5), (3, 0.5), (4, 0.5), (5, 0.25), (6, 0.25)]
 
 
 def test_latest_cadence_every_k_steps_or_t_minutes():
@@ -257,6 +374,41 @@ def test_resume_continues_exactly(wider, tmp_path):
     assert (split / "loss_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+LOSS_TAGS = ["loss/total", "loss/m1_cls", "loss/m1_reg", "loss/m2_cls", "loss/m2_reg", "loss/m3_cls", "loss/m3_reg"]
+SCALAR_TAGS = {*LOSS_TAGS, "lr", "grad_norm", "time/images_per_s", "time/step_s", "time/data_wait_s"}
+
+
+def test_tensorboard_curves_and_detections_leave_the_training_unchanged(wider, tmp_path):
+    """TensorBoard on (the default; --data with a val split adds detections on its photos every TRAIN.SNAPSHOT
+    steps) and off (--no-tensorboard): the same snapshots, bit for bit. The event files, read back with
+    tensorboard's EventAccumulator, hold every scalar of every step once, the losses and lr of metrics.jsonl."""
+    data = tmp_path / "wider"
+    shutil.copytree(wider, data)
+    shutil.copytree(data / "WIDER_train", data / "WIDER_val")
+    split = data / "wider_face_split"
+    (split / "wider_face_val_bbx_gt.txt").write_text((split / "wider_face_train_bbx_gt.txt").read_text())
+    common = ["--data", str(data), "--device", "cpu", "--workers", "0", *TINY, "--set", "TRAIN.SNAPSHOT", "2",
+              "--iters", "3", "--set", "TEST.SCALES", "[64]", "--set", "TEST.MAX_SIZE", "96"]
+    on, off = tmp_path / "on", tmp_path / "off"
+    assert train.main([*common, "--out", str(on)]) == 0
+    assert train.main([*common, "--out", str(off), "--no-tensorboard"]) == 0
+    for name in ("SSH_iter_2.pth", "SSH_iter_3.pth"):
+        _assert_same_state(on / name, off / name)
+    assert not (off / "tb").exists() and _losses(on / "metrics.jsonl") == _losses(off / "metrics.jsonl")
+
+    curves = scalars(on / "tb")
+    assert curves.keys() == SCALAR_TAGS
+    assert all([step for step, _ in values] == [1, 2, 3] for values in curves.values())
+    records = read_metrics(on / "metrics.jsonl")
+    for tag, key in [("loss/total", "loss"), ("lr", "lr"), ("loss/m2_cls", "m2@ssh_cls_loss")]:
+        assert [v for _, v in curves[tag]] == [pytest.approx(r[key], rel=1e-6) for r in records], tag
+    assert all(v > 0 for _, v in curves["grad_norm"] + curves["time/images_per_s"])
+    pictures = events(on / "tb")
+    assert sorted(pictures.Tags()["images"]) == ["detections/0", "detections/1"]  # the two val photos
+    (picture,) = pictures.Images("detections/0")
+    assert (picture.step, picture.width, picture.height) == (2, 80, 64)
+
+
 def test_resume_auto_skips_damaged_snapshots_and_continues_from_the_previous(wider, tmp_path, capsys):
     """A latest snapshot cut short and an empty newer kept one (as a crash of the machine can leave them):
     each skipped with a warning, the run continues from SSH_iter_2.pth and ends as an unbroken run."""
@@ -360,9 +512,9 @@ def test_ctrl_c_saves_a_snapshot_and_exits_cleanly(wider, tmp_path):
 
 def test_sigusr1_saves_a_snapshot_and_exits_5_for_a_restart(wider, tmp_path):
     """SLURM's early warning (SIGUSR1; SIGTERM takes the same path) to a running train.py: the step finishes,
-    a snapshot is written, exit code 5 (train.PREEMPTED_EXIT) asks the supervisor for a restart."""
+    a snapshot is written, exit code 5 (ExitCode.PREEMPTED) asks the supervisor for a restart."""
     returncode, out, err = signal_a_training_run(wider, tmp_path, signal.SIGUSR1)
-    assert returncode == train.PREEMPTED_EXIT == 5, err
+    assert returncode == ExitCode.PREEMPTED == 5, err
     assert "SIGUSR1: preempted, stopping after this iteration and saving a snapshot." in err
     (snapshot,) = tmp_path.glob("SSH_iter_*.pth")
     n = torch.load(snapshot, weights_only=True)["iteration"]
@@ -424,7 +576,7 @@ def test_fit_with_float16_autocast_runs_the_grad_scaler_on_cpu(wider, tmp_path, 
     snapshot. One SGD step of one 32 x 40 image (float16 convolutions are slow on CPU)."""
     small = ["--set", "TRAIN.SCALES", "[32]", "--set", "TRAIN.ITER_SIZE", "1"]
     fp32 = _tiny_run(wider, tmp_path / "fp32", *small, iters=1)
-    monkeypatch.setattr(lib.training, "amp_dtype", lambda device: torch.float16)
+    monkeypatch.setattr(lib.training.run, "amp_dtype", lambda device: torch.float16)
     fp16 = _tiny_run(wider, tmp_path / "fp16", *small, "--amp", iters=1)
     for name in LOSS_NAMES:
         assert np.isfinite(fp16[0][name]) and fp16[0][name] == pytest.approx(fp32[0][name], rel=0,

@@ -26,11 +26,13 @@ from wider_fixtures import tiny_wider
 
 import train
 import train_dist
-from lib.train_log import read_metrics
+from lib.training.metrics import read_metrics
+from lib.utils.exit_codes import ExitCode
 from lib.utils.distributed import (Launch, all_reduce_mean, broadcast_module, failure_message, launch_from, lost_ranks,
                                    max_over_ranks, pick_device, split_iter_size)
 from rounding import assert_normwise_close, relative_l2, summation_rtol
 from shared import ROOT as REPO
+from tb_events import scalars
 
 # 64-pixel blobs, 4 images per SGD step, one log line per step.
 TINY = ["--init", "none", "--device", "cpu", "--workers", "0", "--set", "TRAIN.SCALES", "[64]",
@@ -53,7 +55,9 @@ def free_port():
 
 
 def start_ranks(args, ranks, world_size, port, out_dir):
-    """Popen train_dist.py for each of `ranks`; stdout and stderr go to out_dir/rank<r>.{out,err}."""
+    """Popen train_dist.py for each of `ranks`, with the community port's underscore flags (--world_size,
+    --master_ip, --master_port: hidden aliases of the hyphenated ones); stdout and stderr go to
+    out_dir/rank<r>.{out,err}."""
     procs = {}
     for r in ranks:
         cmd = [sys.executable, "train_dist.py", *args, "--rank", str(r), "--world_size", str(world_size),
@@ -169,7 +173,7 @@ def test_ranks_that_would_start_from_different_iterations_refuse_to_train(wider,
     for rank, out in ((0, "a"), (1, "b")):
         procs.update(start_ranks(["--data", str(wider), *TINY, "--iters", "2", "--resume", "auto", "--out",
                                   str(tmp_path / out), "--timeout", "10"], [rank], 2, port, tmp_path))
-    assert wait_all(procs, 60) == {0: train_dist.BAD_INPUT_EXIT, 1: train_dist.BAD_INPUT_EXIT}
+    assert wait_all(procs, 60) == {0: ExitCode.BAD_INPUT, 1: ExitCode.BAD_INPUT}
     for rank in (0, 1):
         assert error_line(read(tmp_path / f"rank{rank}.err")) == (
             f"error: rank {rank}: the processes would start from different iterations (0 .. 1): every machine must "
@@ -217,7 +221,7 @@ def test_a_dead_peer_ends_the_others_with_its_rank_named(wider, tmp_path, killed
         for p in procs.values():
             p.kill()
     err = read(tmp_path / f"rank{survivor}.err")
-    assert code == train_dist.PEER_FAILURE_EXIT, err
+    assert code == ExitCode.PEER_FAILURE, err
     lost = "lost rank 1 while" if killed == 1 else "lost rank 0 (the master: its rendezvous store is gone) while"
     assert error_line(err).startswith(f"error: rank {survivor}: {lost}")
     if killed == 1:  # rank 0 keeps the weights of the last completed step
@@ -235,7 +239,7 @@ def test_a_peer_that_never_joins_is_named(wider, tmp_path):
     lonely_master = start_ranks(args, [0], 2, free_port(), tmp_path)
     lonely_worker = start_ranks(args, [1], 2, free_port(), tmp_path)
     codes = wait_all({**lonely_master, **lonely_worker}, 60)
-    assert codes == {0: train_dist.PEER_FAILURE_EXIT, 1: train_dist.PEER_FAILURE_EXIT}
+    assert codes == {0: ExitCode.PEER_FAILURE, 1: ExitCode.PEER_FAILURE}
     assert error_line(read(tmp_path / "rank0.err")).startswith("error: rank 0: rank 1 of 2 did not join at 127.0.0.1:")
     assert error_line(read(tmp_path / "rank1.err")).startswith("error: rank 1: no master (rank 0) at 127.0.0.1:")
 
@@ -280,15 +284,15 @@ def busy_port():
 NO_CUDA = not torch.cuda.is_available()
 # (name, arguments ({busy}: a port in use), the error's message); each exits with code 2
 BAD_RUNS = [
-    ("rank-without-world-size", ["--rank", "0"], "error: --rank and --world_size go together"),
-    ("rank-out-of-range", ["--rank", "2", "--world_size", "2"], "error: --rank 2 is not in [0, --world_size 2)"),
-    ("world-size-0", ["--rank", "0", "--world_size", "0"], "argument --world_size: must be at least 1, got 0"),
+    ("rank-without-world-size", ["--rank", "0"], "error: --rank and --world-size go together"),
+    ("rank-out-of-range", ["--rank", "2", "--world_size", "2"], "error: --rank 2 is not in [0, --world-size 2)"),
+    ("world-size-0", ["--rank", "0", "--world_size", "0"], "argument --world-size: must be at least 1, got 0"),
     ("port-in-use", ["--rank", "0", "--world_size", "2", "--device", "cpu", "--master_port", "{busy}"],
-     "error: rank 0: --master_port {busy} is in use by another program on this machine"),
+     "error: rank 0: --master-port {busy} is in use by another program on this machine"),
     ("unknown-device", ["--rank", "0", "--world_size", "1", "--device", "gpu"], "error: unknown device 'gpu'"),
     ("gpu-beyond-count", ["--rank", "0", "--world_size", "1", "--gpu", "99"],
      "error: --gpu 99: no CUDA GPU is available here" if NO_CUDA else "error: --gpu 99: this machine has"),
-    ("no-torchrun-environment", [], "error: give --rank and --world_size, or run under torchrun"),
+    ("no-torchrun-environment", [], "error: give --rank and --world-size, or run under torchrun"),
 ] + ([("cuda-without-gpu", ["--rank", "0", "--world_size", "1", "--device", "cuda"],
        "error: device 'cuda': no CUDA GPU is available here")] if NO_CUDA else [])
 
@@ -319,12 +323,12 @@ def bad_runs(wider, tmp_path_factory):
 def test_a_bad_command_line_ends_with_one_error_line(bad_runs, name, message):
     """Bad input: exit code 2 and one `error:` line naming the value, before any training or waiting."""
     got, err = bad_runs[name]
-    assert got == train_dist.BAD_INPUT_EXIT, err[-3000:]
+    assert got == ExitCode.BAD_INPUT, err[-3000:]
     assert message.replace("{busy}", bad_runs["busy"]) in error_line(err)
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--master_port", "70000"], "argument --master_port: must be a TCP port, 1 .. 65535, got 70000"),
+    (["--master_port", "70000"], "argument --master-port: must be a TCP port, 1 .. 65535, got 70000"),
     (["--timeout", "0"], "argument --timeout: must be a positive number of seconds, got 0"),
     (["--gpu", "-1"], "argument --gpu: must be at least 0, got -1"),
     (["--device", "cpu", "--gpu", "0"], "error: --gpu 0 needs a CUDA device, but --device is cpu"),
@@ -349,7 +353,7 @@ ELASTIC_ITERS = 10
 def elastic_args(wider, out):
     """The train_dist.py options of every torchrun run below: the same after each restart."""
     return ["--data", str(wider), *TINY, "--iters", str(ELASTIC_ITERS), "--set", "TRAIN.SNAPSHOT", "4",
-            "--latest_every", "1", "--resume", "auto", "--out", str(out), "--timeout", "10"]
+            "--latest-every", "1", "--resume", "auto", "--out", str(out), "--timeout", "10"]
 
 
 def torchrun(nproc, restarts, args, logs):
@@ -425,6 +429,18 @@ def assert_same_run(out, reference):
     assert _steps(out) == _steps(reference)
     assert [r["iteration"] for r in _steps(out)] == list(range(1, ELASTIC_ITERS + 1))
     assert not list(out.glob(".*"))  # no temporary file of a killed write left
+    assert_same_curves(out, reference)
+
+
+def assert_same_curves(out, reference):
+    """TensorBoard (rank 0's event files, read back by EventAccumulator) shows every step once, the losses and
+    lr those of the reference run, whatever restarts wrote them."""
+    curves, expected = scalars(out / "tb"), scalars(reference / "tb")
+    assert curves.keys() == expected.keys() and "loss/total" in curves
+    for tag, values in curves.items():
+        assert [step for step, _ in values] == list(range(1, ELASTIC_ITERS + 1)), tag
+        if tag.startswith("loss/") or tag == "lr":
+            assert values == expected[tag], tag
 
 
 @pytest.fixture(scope="module")
@@ -547,11 +563,11 @@ def test_launch_from_flags_or_torchrun_environment():
     assert launch_from(None, None, "127.0.0.1", 29500, environ=env) == Launch(3, 8, 1, None)
     assert launch_from(None, None, "127.0.0.1", 29500, environ={**env, "TORCHELASTIC_RESTART_COUNT": "2"}) == \
         Launch(3, 8, 1, None, restart=2)
-    with pytest.raises(ValueError, match="--rank and --world_size go together"):
+    with pytest.raises(ValueError, match="--rank and --world-size go together"):
         launch_from(0, None, "127.0.0.1", 29500, environ=env)
-    with pytest.raises(ValueError, match=r"--rank 2 is not in \[0, --world_size 2\)"):
+    with pytest.raises(ValueError, match=r"--rank 2 is not in \[0, --world-size 2\)"):
         launch_from(2, 2, "127.0.0.1", 29500, environ={})
-    with pytest.raises(ValueError, match="--world_size 0 must be at least 1"):
+    with pytest.raises(ValueError, match="--world-size 0 must be at least 1"):
         launch_from(0, 0, "127.0.0.1", 29500, environ={})
     with pytest.raises(ValueError, match="run under torchrun"):
         launch_from(None, None, "127.0.0.1", 29500, environ={"RANK": "0"})
@@ -632,14 +648,31 @@ def test_unknown_train_option_is_refused(capsys):
     assert "--bogus" in capsys.readouterr().err
 
 
+def test_options_are_hyphenated_and_the_community_spellings_still_work(capsys):
+    """--master-ip, --world-size, ... as the help shows them; the community port's --master_ip --world_size --rank
+    --gpu (and train.py's --latest_every) read the same."""
+    for flags in (["--master-ip", "10.0.0.1", "--master-port", "29501", "--world-size", "2", "--rank", "1", "--gpu",
+                   "0", "--latest-every", "5"],
+                  ["--master_ip", "10.0.0.1", "--master_port=29501", "--world_size", "2", "--rank", "1", "--gpu",
+                   "0", "--latest_every", "5"]):
+        dist_args, args = train_dist.parse_args(flags)
+        assert (dist_args.master_ip, dist_args.master_port, dist_args.world_size, dist_args.rank, dist_args.gpu,
+                args.latest_every) == ("10.0.0.1", 29501, 2, 1, 0, 5)
+    with pytest.raises(SystemExit) as exited:
+        train_dist.parse_args(["--help"])
+    assert exited.value.code == 0
+    text = capsys.readouterr().out
+    assert "--world-size" in text and "--master-ip" in text and not re.search(r"--[a-z-]+_", text)  # aliases hidden
+
+
 def test_an_unresolvable_master_is_one_sentence(monkeypatch):
-    """The resolver's failure (patched here: the tests send nothing beyond 127.0.0.1) names --master_ip."""
+    """The resolver's failure (patched here: the tests send nothing beyond 127.0.0.1) names --master-ip."""
     from lib.utils import distributed
 
     def no_such_host(host, *args, **kwargs):
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
 
     monkeypatch.setattr(distributed.socket, "getaddrinfo", no_such_host)
-    with pytest.raises(ValueError, match=r"^--master_ip no.such.host does not resolve to an address "
+    with pytest.raises(ValueError, match=r"^--master-ip no.such.host does not resolve to an address "
                                          r"\(Name or service not known\)$"):
         distributed.init_distributed(Launch(1, 2, None, ("no.such.host", 29500)), torch.device("cpu"), 3)

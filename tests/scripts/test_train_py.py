@@ -18,11 +18,13 @@ from wider_fixtures import tiny_wider
 
 import train
 from lib.datasets import EpochSampler
-from lib.train_log import read_metrics
+from lib.training.metrics import read_metrics
 from lib.utils.atomic import TEMP_MARKER, atomic_path, is_temp_name, remove_stale_temps
 from lib.utils.checkpoint import save_snapshot, snapshot_config
+from lib.utils.exit_codes import ExitCode
 from lib.utils.lock import LOCK_NAME, FolderLocked, folder_lock
 from shared import ROOT as REPO
+from tb_events import scalars
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
 # Tiny fast runs: 64-pixel blobs, 2 images per SGD step, one log line per step.
@@ -165,14 +167,16 @@ def _steps(out):
 
 
 def test_kill_9_then_the_same_command_ends_with_the_weights_of_an_unbroken_run(wider, tmp_path):
-    """train.py --resume auto --latest_every 1, killed at a (seeded) random step and started again as it was:
-    at most one step is computed again, and weights, momentum and metrics equal those of an unbroken run."""
+    """train.py --resume auto --latest-every 1, killed at a (seeded) random step and started again as it was:
+    at most one step is computed again, and weights, momentum and metrics equal those of an unbroken run. The
+    TensorBoard event files of both runs, read back with EventAccumulator, show every step once, the killed
+    run's steps beyond its snapshot purged: the same losses and lr as the unbroken run."""
     step = random.Random(15).randint(2, 4)
     broken, whole = tmp_path / "broken", tmp_path / "whole"
 
     def command(out):
         return [sys.executable, "train.py", "--data", str(wider), *TINY, "--iters", "6", "--set", "TRAIN.SNAPSHOT",
-                "4", "--latest_every", "1", "--resume", "auto", "--out", str(out)]
+                "4", "--latest-every", "1", "--resume", "auto", "--out", str(out)]
 
     kill_at(command(broken), step)
     assert not (broken / "SSH_iter_6.pth").exists()
@@ -191,7 +195,13 @@ def test_kill_9_then_the_same_command_ends_with_the_weights_of_an_unbroken_run(w
                                                                        b["optimizer"]["state"].values(), strict=True))
     assert _steps(broken) == _steps(whole) and [r["iteration"] for r in _steps(broken)] == [1, 2, 3, 4, 5, 6]
     assert sorted(p.name for p in broken.iterdir()) == sorted(p.name for p in whole.iterdir()) == sorted([
-        "SSH_iter_4.pth", "SSH_iter_6.pth", "loss_curve.png", "metrics.jsonl"])  # no lock file left
+        "SSH_iter_4.pth", "SSH_iter_6.pth", "loss_curve.png", "metrics.jsonl", "tb"])  # no lock file left
+    curves, expected = scalars(broken / "tb"), scalars(whole / "tb")
+    assert len(list((broken / "tb").iterdir())) == 2 and curves.keys() == expected.keys()  # an event file per run
+    for tag, values in curves.items():
+        assert [step for step, _ in values] == [1, 2, 3, 4, 5, 6], tag
+        if tag.startswith("loss/") or tag == "lr":
+            assert values == expected[tag], tag
 
 
 # --- the output folder's lock ---------------------------------------------------------------------
@@ -240,7 +250,7 @@ def test_kill_9_mid_write_leaves_a_marked_temp_the_next_run_removes(wider, tmp_p
     assert (f"Removed 2 temporary file(s) of interrupted writes from {out}: {legacy}, {temp}\n"
             in capsys.readouterr().out)
     assert {p.name for p in out.iterdir()} == {".notes.pth", "notes.txt", "SSH_iter_1.pth", "metrics.jsonl",
-                                             "loss_curve.png"}  # the dead run's lock file taken over, then removed
+                                             "loss_curve.png", "tb"}  # the dead run's lock taken over, then removed
 
 
 def test_temps_are_not_removed_while_another_run_holds_the_folder(wider, tmp_path):
@@ -299,6 +309,24 @@ def test_an_image_failing_mid_training_saves_the_last_step(tmp_path, capsys):
     a, b = (torch.load(tmp_path / run / f"SSH_iter_{done + 1}.pth", weights_only=True) for run in ("whole", "split"))
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     assert [r["iteration"] for r in read_metrics(tmp_path / "split" / "metrics.jsonl")] == list(range(1, done + 2))
+
+
+# --- the command line ----------------------------------------------------------------------------
+
+def test_options_are_hyphenated_and_their_underscore_spellings_still_work(capsys):
+    for flags in (["--latest-every", "3", "--latest-minutes=0.5", "--no-tensorboard"],
+                  ["--latest_every", "3", "--latest_minutes=0.5", "--no_tensorboard"]):
+        args = train.parse_args(flags)
+        assert (args.latest_every, args.latest_minutes, args.no_tensorboard) == (3, 0.5, True)
+    with pytest.raises(SystemExit) as exited:
+        train.parse_args(["--help"])
+    assert exited.value.code == 0
+    text = capsys.readouterr().out
+    assert "--latest-every" in text and not re.search(r"--[a-z-]+_", text)  # the aliases are hidden
+    with pytest.raises(SystemExit) as exited:
+        train.parse_args(["--latest_every", "-1"])
+    assert exited.value.code == ExitCode.BAD_INPUT
+    assert capsys.readouterr().err == "error: argument --latest-every: must be at least 0, got -1\n"
 
 
 # --- every error path of the command line: one `error:` line, exit code 2, no traceback ------------
