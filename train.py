@@ -24,27 +24,18 @@ import sys
 
 from lib.datasets import training_roidb
 from lib.training import NonFiniteLoss, TrainSettings, fit, seed_everything
-from lib.training.cli import add_train_args, detection_preview, latest_cadence, load_config, output_dir
+from lib.training.cli import (add_train_args, build_network, detection_preview, latest_cadence, load_config,
+                              output_dir, validation_hook)
 from lib.utils.cli import ArgumentParser, error_text, one_line_warnings
 from lib.utils.device import parse_device
 from lib.utils.exit_codes import ExitCode
 from lib.utils.lock import FolderLocked
-from model import SSH
-from model.weights.loading import load_imagenet_init
 
 
 def parse_args(argv):
     parser = ArgumentParser(description="Train SSH on WIDER FACE.")
     add_train_args(parser)
     return parser.parse_args(argv)
-
-
-def build_network(init):
-    """SSH with the ImageNet trunk of `init` (a VGG16 .caffemodel) or, for 'none', the Kaiming init."""
-    net = SSH()
-    if init != "none":
-        print(f"{init}: {load_imagenet_init(net, init)}")
-    return net
 
 
 def main(argv=None):
@@ -56,10 +47,12 @@ def main(argv=None):
         device = parse_device(args.device)
         net = build_network("none" if args.resume else args.init)
         roidb = training_roidb(args.data, "train", cfg.TRAIN.USE_FLIPPED)
-        _, reason = fit(net, TrainSettings.from_config(cfg), roidb, output_dir(args, cfg), config=cfg, device=device,
+        out = output_dir(args, cfg)
+        _, reason = fit(net, TrainSettings.from_config(cfg), roidb, out, config=cfg, device=device,
                         max_iters=cfg.TRAIN.MAX_ITERS if args.iters is None else args.iters, workers=args.workers,
                         amp=args.amp, resume=args.resume, latest=latest_cadence(args),
-                        tensorboard=not args.no_tensorboard, preview=detection_preview(args, cfg))
+                        tensorboard=not args.no_tensorboard, preview=detection_preview(args, cfg),
+                        validation=validation_hook(args, cfg, net, device, out))
     except NonFiniteLoss as e:
         print(f"error: {e}", file=sys.stderr)
         return ExitCode.NON_FINITE

@@ -34,15 +34,13 @@ import torch.distributed as dist  # noqa: E402  (after TORCH_CPP_LOG_LEVEL)
 
 from lib.datasets import training_roidb  # noqa: E402
 from lib.training import NonFiniteLoss, TrainSettings, fit, seed_everything  # noqa: E402
-from lib.training.cli import (add_train_args, detection_preview, latest_cadence, load_config,  # noqa: E402
-                              output_dir)
+from lib.training.cli import (add_train_args, build_network, detection_preview, latest_cadence,  # noqa: E402
+                              load_config, output_dir, validation_hook)
 from lib.utils.cli import (ArgumentParser, error_text, int_at_least, one_line_warnings,  # noqa: E402
                            positive_seconds, tcp_port)
 from lib.utils.distributed import PeerFailure, init_distributed, launch_from, pick_device  # noqa: E402
 from lib.utils.exit_codes import ExitCode  # noqa: E402
 from lib.utils.lock import FolderLocked  # noqa: E402
-from model import SSH  # noqa: E402
-from model.weights.loading import load_imagenet_init  # noqa: E402
 
 
 def parse_args(argv):
@@ -67,14 +65,6 @@ def parse_args(argv):
     return dist_args, train_parser.parse_args(rest)
 
 
-def build_network(init):
-    """SSH with the ImageNet trunk of `init` (a VGG16 .caffemodel) or, for 'none', the Kaiming init."""
-    net = SSH()
-    if init != "none":
-        print(f"{init}: {load_imagenet_init(net, init)}")
-    return net
-
-
 def main(argv=None):
     """Train as one rank; exit code 2 on bad input, 3 on a non-finite loss, 4 when a peer fails, 5 when preempted."""
     one_line_warnings()
@@ -97,6 +87,7 @@ def main(argv=None):
         if len(roidb) < launch.world_size:
             raise ValueError(f"{len(roidb)} training images cannot be shared by {launch.world_size} processes")
         preview = detection_preview(args, cfg) if launch.rank == 0 else None
+        validation = validation_hook(args, cfg, net, device, output_dir(args, cfg), launch.rank, launch.world_size)
         store = init_distributed(launch, device, dist_args.timeout)
     except (OSError, ValueError) as e:
         print(f"error: rank {launch.rank}: {error_text(e)}", file=sys.stderr)
@@ -108,7 +99,8 @@ def main(argv=None):
         _, reason = fit(net, TrainSettings.from_config(cfg), roidb, output_dir(args, cfg), config=cfg,
                         device=device, store=store, max_iters=cfg.TRAIN.MAX_ITERS if args.iters is None else args.iters,
                         workers=args.workers, amp=args.amp, resume=args.resume, timeout=dist_args.timeout,
-                        latest=latest_cadence(args), tensorboard=not args.no_tensorboard, preview=preview)
+                        latest=latest_cadence(args), tensorboard=not args.no_tensorboard, preview=preview,
+                        validation=validation)
     except NonFiniteLoss as e:
         if launch.rank == 0:
             print(f"error: {e}", file=sys.stderr)

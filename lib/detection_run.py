@@ -197,13 +197,18 @@ class PrintedLines:
     def close(self, job):
         pass
 
+    def summary(self, text):
+        print(text)
+
 
 class ProgressBar:
     """eval.py's progress: one bar of the whole job's images (rank 0's only under torchrun), which
-    follows the other ranks to the end."""
+    follows the other ranks to the end, and the line of the run's speed; `quiet`: neither (validation
+    during training)."""
 
-    def __init__(self, total, enabled=True):
-        self.bar = tqdm(total=total, desc="detect", unit="img", disable=not enabled)
+    def __init__(self, total, enabled=True, quiet=False):
+        self.bar = tqdm(total=total, desc="detect", unit="img", disable=not enabled or quiet)
+        self.quiet = quiet
 
     def start(self, total, earlier):
         pass
@@ -217,6 +222,10 @@ class ProgressBar:
             time.sleep(0.1)
             self.bar.update(job.advance(0) - self.bar.n)
         self.bar.close()
+
+    def summary(self, text):
+        if not self.quiet:
+            print(text)
 
 
 def run_items(detector, items, sinks, thresh, *, batch_size=1, workers=0, max_pixels=DEFAULT_MAX_PIXELS,
@@ -293,10 +302,10 @@ def run_items(detector, items, sinks, thresh, *, batch_size=1, workers=0, max_pi
     progress.close(job)
     skipped = f" (and {report.earlier} done before)" if report.earlier else ""
     rank = f"rank {job.rank}: " if shared else ""
-    print(f"{rank}{report.done} of {len(items)} images{skipped} in {report.seconds:.2f} s "
-          f"({report.done / max(report.seconds, 1e-9):.2f} images/s, batch size {batch_size}, "
-          f"{workers} preparing thread(s); the network busy {100 * report.busy / max(report.seconds, 1e-9):.0f}% "
-          "of the time)")
+    progress.summary(f"{rank}{report.done} of {len(items)} images{skipped} in {report.seconds:.2f} s "
+                     f"({report.done / max(report.seconds, 1e-9):.2f} images/s, batch size {batch_size}, "
+                     f"{workers} preparing thread(s); the network busy "
+                     f"{100 * report.busy / max(report.seconds, 1e-9):.0f}% of the time)")
     return report
 
 

@@ -105,3 +105,31 @@ def load_ground_truth(gt_dir):
             raise ValueError(f"{path}: gt_list holds a face index below 1")
         keep[setting] = lists
     return GroundTruth(events, images, boxes, keep)
+
+
+def _cells(values):
+    """(len, 1) MATLAB cell array (numpy object array) of `values`."""
+    cells = np.empty((len(values), 1), dtype=object)
+    for i, value in enumerate(values):
+        cells[i, 0] = value
+    return cells
+
+
+def save_ground_truth(gt, gt_dir):
+    """Write `gt` as the official tool's four .mat files in the folder `gt_dir` (load_ground_truth reads
+    them back equal): e.g. the ground truth of a few images (GroundTruth.subset), for eval.py --gt or
+    the official MATLAB tool to evaluate those images alone. Events keep their first-seen order."""
+    gt_dir = Path(gt_dir)
+    gt_dir.mkdir(parents=True, exist_ok=True)
+    events = list(dict.fromkeys(gt.events))
+    by_event = [[i for i, e in enumerate(gt.events) if e == event] for event in events]
+    lists = {
+        "event_list": _cells(events),
+        "file_list": _cells([_cells([gt.images[i] for i in index]) for index in by_event]),
+        "face_bbx_list": _cells([_cells([gt.boxes[i].astype(np.int32) for i in index]) for index in by_event]),
+    }
+    scipy.io.savemat(gt_dir / "wider_face_val.mat", lists)
+    for setting in SETTINGS:
+        keep = _cells([_cells([(gt.keep[setting][i] + 1).reshape(-1, 1) for i in index]) for index in by_event])
+        scipy.io.savemat(gt_dir / f"wider_{setting}_val.mat", {**lists, "gt_list": keep})
+    return gt_dir

@@ -17,7 +17,7 @@ from lib.sources import Item, split_items
 from lib.utils.atomic import atomic_write_text
 
 from .wider_eval import wider_eval
-from .wider_txt import SCORE_THRESH
+from .wider_txt import SCORE_THRESH, write_image_detections
 
 _META = "meta.json"
 
@@ -56,8 +56,8 @@ def run_detection(detector, image_names, image_root, pred_dir, cache_dir=None, c
     several ranks, `image_names` is this rank's share of the `job_total` images: each image counts on
     the job, and rank 0's progress bar shows the whole job's.
     """
-    report = _detect(detector, split_items(image_names, image_root), [WiderFile(pred_dir)], cache_dir, cache_key,
-                     progress, workers, job, job_total)
+    report = detect_items(detector, split_items(image_names, image_root), [WiderFile(pred_dir)], cache_dir,
+                          cache_key, progress, workers, job, job_total)
     return report.detected
 
 
@@ -71,13 +71,14 @@ def detect_fddb(detector, names, images_dir, cache_dir=None, cache_key=None, pro
     """({name: (N, 5) float32 detections} of the FDDB images `names`, count computed): run_detection's
     loop, cache and failure handling, with the detections kept in memory for FDDB's one detection file."""
     collect = Collect()
-    report = _detect(detector, fddb_items(names, images_dir), [collect], cache_dir, cache_key, progress, workers,
-                     job, job_total)
+    report = detect_items(detector, fddb_items(names, images_dir), [collect], cache_dir, cache_key, progress,
+                          workers, job, job_total)
     return {item.rel[:-len(".jpg")]: dets for item, dets in collect.dets.items()}, report.detected
 
 
-def _detect(detector, items, sinks, cache_dir, cache_key, progress, workers, job, job_total):
-    """run_items over `items` into the cache (when `cache_dir`) and `sinks`; the RunReport."""
+def detect_items(detector, items, sinks, cache_dir, cache_key, progress, workers, job, job_total, quiet=False):
+    """run_items over `items` into the cache (when `cache_dir`) and `sinks`; the RunReport. `quiet`: no
+    progress bar and no summary line."""
     missing = [item.path for item in items if not item.path.is_file()]
     if missing:
         raise FileNotFoundError(f"{len(missing)} of {len(items)} images are missing, e.g. {missing[0]}")
@@ -85,7 +86,7 @@ def _detect(detector, items, sinks, cache_dir, cache_key, progress, workers, job
         open_cache(Path(cache_dir), cache_key)
     sinks = Sinks(([] if cache_dir is None else [DetectionCache(cache_dir)]) + sinks)
     shared = job is not None and job.distributed
-    bar = ProgressBar(job_total if shared else len(items), enabled=progress)
+    bar = ProgressBar(job_total if shared else len(items), enabled=progress, quiet=quiet)
     report = run_items(detector, items, sinks, SCORE_THRESH, workers=workers, progress=bar, job=job)
     if report.interrupted:
         raise KeyboardInterrupt
@@ -96,12 +97,29 @@ def _detect(detector, items, sinks, cache_dir, cache_key, progress, workers, job
     return report
 
 
-def images_ap(detector, image_names, image_root, gt, pred_dir, workers=0):
-    """{setting: AP} of `detector` on the WIDER val images `image_names` alone (their prediction files
-    written afresh under `pred_dir`, no cache), by the official evaluation restricted to them
-    (GroundTruth.subset): eval.py's numbers for those images, e.g. for validation during training."""
+def detect_images(detector, image_names, image_root, workers=0):
+    """{name: (N, 5) float32 x1, y1, x2, y2, score} of the WIDER images `image_names` (`<event>/<image>.jpg`
+    under `image_root`), kept in memory: run_detection's loop and failure handling, without files."""
+    collect = Collect()
+    detect_items(detector, split_items(image_names, image_root), [collect], None, None, False, workers, None, None,
+                 quiet=True)
+    return {item.rel: dets for item, dets in collect.dets.items()}
+
+
+def score_images(dets, gt, pred_dir):
+    """{setting: AP} of the detections `dets` ({name: (N, 5)}, as detect_images) of some WIDER val images,
+    by the official evaluation restricted to those images (GroundTruth.subset): their prediction files
+    are written afresh under `pred_dir` (the files of other images removed) and evaluated, so the
+    numbers are eval.py's for those images."""
     pred_dir = Path(pred_dir)
     for old in pred_dir.rglob("*.txt"):
         old.unlink()
-    run_detection(detector, image_names, image_root, pred_dir, progress=False, workers=workers)
-    return {s: r["ap"] for s, r in wider_eval(pred_dir, gt.subset(image_names)).items()}
+    for name, image_dets in dets.items():
+        write_image_detections(pred_dir, name, image_dets)
+    return {s: r["ap"] for s, r in wider_eval(pred_dir, gt.subset(list(dets))).items()}
+
+
+def images_ap(detector, image_names, image_root, gt, pred_dir, workers=0):
+    """{setting: AP} of `detector` on the WIDER val images `image_names` alone (score_images of
+    detect_images): eval.py's numbers for those images, e.g. for validation during training."""
+    return score_images(detect_images(detector, image_names, image_root, workers), gt, pred_dir)

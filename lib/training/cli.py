@@ -1,5 +1,6 @@
 """The command line train.py and train_dist.py share: the training options, the run's config (--cfg /
---set, or with --resume the snapshot's), --resume auto, the output folder, the TensorBoard preview."""
+--set, or with --resume the snapshot's), --resume auto, the network, the output folder, the TensorBoard
+preview and the validation hook."""
 import sys
 import warnings
 from pathlib import Path
@@ -10,6 +11,8 @@ from lib.training.checkpointer import LatestCadence, snapshot_prefix
 from lib.utils.checkpoint import newest_snapshot, snapshot_config
 from lib.utils.cli import error_text, int_at_least, minutes
 from lib.utils.exit_codes import ExitCode
+from model import SSH
+from model.weights.loading import load_imagenet_init
 
 AUTO = "auto"
 
@@ -45,6 +48,16 @@ def add_train_args(parser):
                         help="do not write TensorBoard event files (default: <out>/tb, see `tensorboard --logdir "
                              "<out>`: losses, lr, gradient norm, speed, and detections on the first WIDER val "
                              "photos of --data every TRAIN.SNAPSHOT steps)")
+    parser.add_argument("--val-every", type=int_at_least(0), default=0, metavar="STEPS",
+                        help="every STEPS steps and after the last one, detect on WIDER val images of --data with "
+                             "the TEST config and log their easy / medium / hard AP (eval.py's numbers for those "
+                             "images) to metrics.jsonl and TensorBoard; training is unchanged (default 0: off)")
+    parser.add_argument("--val-images", type=int_at_least(0), default=500, metavar="K",
+                        help="validate on K val images spread evenly over the split, the same ones every time "
+                             "(default 500; 0: all 3,226)")
+    parser.add_argument("--val-gt", type=Path, metavar="DIR",
+                        help="the official ground_truth/ folder for --val-every (default: "
+                             "<data>/eval_tools/ground_truth, as eval.py's --gt)")
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available, else cpu)")
     parser.add_argument("--workers", type=int_at_least(0), default=2,
                         help="data-loader processes (0: load in this process)")
@@ -90,6 +103,14 @@ def resume_point(out, prefix, announce):
     return path
 
 
+def build_network(init):
+    """SSH with the ImageNet trunk of `init` (a VGG16 .caffemodel) or, for 'none', the Kaiming init."""
+    net = SSH()
+    if init != "none":
+        print(f"{init}: {load_imagenet_init(net, init)}")
+    return net
+
+
 def output_dir(args, cfg):
     """--out, else the folder of the --resume snapshot (the run goes on where it was), else
     output/<EXP_DIR>/wider_train."""
@@ -118,3 +139,26 @@ def detection_preview(args, cfg):
         except ImageError as e:
             warnings.warn(f"TensorBoard preview: {e}", stacklevel=2)
     return DetectionPreview.from_config(cfg, photos) if photos else None
+
+
+def validation_hook(args, cfg, net, device, out_dir, rank=0, world_size=1):
+    """The Validation hook of --val-every, --val-images and --val-gt for this rank (None without
+    --val-every): its share of the images and, on rank 0, their scoring in `<out_dir>/val` (ValidationScore).
+    FileNotFoundError when --data holds no val split or the ground truth is missing, ValueError when an
+    image is not in it: before training starts."""
+    if not args.val_every:
+        return None
+    from lib.evaluation import load_ground_truth
+    from lib.evaluation.run import val_images
+    from lib.training.validation import Validation, ValidationScore, image_shares, val_subset
+    from model.detector import Detector
+
+    names, image_root = val_images(args.data)
+    names = val_subset(names, args.val_images)
+    score = None
+    if rank == 0:
+        gt = load_ground_truth(args.val_gt or Path(args.data) / "eval_tools" / "ground_truth").subset(names)
+        score = ValidationScore(gt, Path(out_dir) / "val")
+    share = image_shares(names, image_root, world_size)[rank]
+    return Validation(net, lambda copy: Detector.from_config(copy, cfg, device), share, image_root, args.val_every,
+                      score)

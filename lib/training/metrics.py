@@ -2,7 +2,8 @@
 
 One JSON object per completed SGD step is appended to `metrics.jsonl`:
 {"iteration": N (steps completed), "lr": ..., "loss": sum of the six losses, "<module>@ssh_*_loss": ...,
-"images_per_s": ..., "time": unix seconds}. The PNG is drawn with matplotlib's Agg canvas (no pyplot,
+"images_per_s": ..., "time": unix seconds}, and at the steps validated (Validation hook)
+"val_ap_easy", "val_ap_medium", "val_ap_hard". The PNG is drawn with matplotlib's Agg canvas (no pyplot,
 no global backend change).
 """
 import json
@@ -103,6 +104,8 @@ class MetricsLog(HookBase):
         trainer = self.trainer
         record = {"iteration": trainer.iter, "lr": trainer.lr, "loss": sum(trainer.losses.values()), **trainer.losses,
                   "images_per_s": trainer.images_per_step / max(trainer.step_seconds, 1e-9), "time": time.time()}
+        if trainer.val_ap is not None:
+            record.update({f"val_ap_{setting}": ap for setting, ap in trainer.val_ap.items()})
         self._file.write(json.dumps(record) + "\n")
         self._file.flush()
         if trainer.iter % self.plot_every == 0:

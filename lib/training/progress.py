@@ -22,7 +22,8 @@ class ProgressBar(HookBase):
     """Hook of the process that writes the outputs: the bar from start_iter to max_iters (on stderr),
     the lines of `header` once it is up, and every `display` steps and at the last one the line
     `iter N/M  lr ...  loss ...  X img/s  ETA H:MM:SS  |  <the six losses>` (speed and ETA over the
-    steps since the line before)."""
+    steps since the line before), and after a validation (trainer.val_ap) the line
+    `iter N/M  val AP  easy ...  medium ...  hard ...  (S s)`."""
 
     def __init__(self, display, header=()):
         self.display = display
@@ -44,6 +45,9 @@ class ProgressBar(HookBase):
         self._bar.set_postfix(loss=f"{loss:.4f}", lr=f"{trainer.lr:g}")
         if trainer.iter % self.display == 0 or trainer.iter == trainer.max_iters:
             say(self.line(loss, time.perf_counter()))
+        if trainer.val_ap is not None:
+            aps = "  ".join(f"{setting} {ap:.4f}" for setting, ap in trainer.val_ap.items())
+            say(f"iter {trainer.iter}/{trainer.max_iters}  val AP  {aps}  ({trainer.val_seconds:.1f} s)")
 
     def line(self, loss, now):
         """The log line of the step just done, `loss` the sum of its losses."""

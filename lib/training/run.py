@@ -52,13 +52,15 @@ def hold_output(out_dir):
 
 
 def fit(net, settings, roidb, out_dir, *, config, device, max_iters, workers=2, amp=False, resume=None,
-        store=None, timeout=30.0, latest=LatestCadence(), tensorboard=True, preview=None):
+        store=None, timeout=30.0, latest=LatestCadence(), tensorboard=True, preview=None, validation=None):
     """Train `net` on `roidb` with the recipe `settings` (TrainSettings) up to `max_iters` SGD steps.
 
     net: an SSH (anything with param_groups(base_lr, weight_decay)), already initialised. Writes
     `<out_dir>/<prefix>_iter_<N>.pth` snapshots, metrics.jsonl and loss_curve.png and, with
     `tensorboard`, the event files of `<out_dir>/tb` (TensorBoard hook; `preview`, a DetectionPreview
-    or None, adds detections on its photos every TRAIN.SNAPSHOT steps), under the folder's lock
+    or None, adds detections on its photos every TRAIN.SNAPSHOT steps), and with `validation` (a
+    lib.training.validation.Validation hook, on every rank of a process group, or None) the val AP in
+    metrics.jsonl, TensorBoard and the console, under the folder's lock
     (FolderLocked when another run holds it), after removing the temporary files of interrupted
     writes. Between those snapshots `<prefix>_latest.pth` is overwritten at the `latest` cadence
     (LatestCadence) and removed by the next kept snapshot, so a crash loses few steps. `config`: the
@@ -119,7 +121,8 @@ def fit(net, settings, roidb, out_dir, *, config, device, max_iters, workers=2, 
                           images_per_step=images_per_step, scaler=scaler,
                           average=all_reduce_mean if distributed else None)
         trainer.last_snapshot = resume
-        trainer.register(StopRequests(device if distributed else None), LRSchedule(schedule), NonFiniteGuard())
+        trainer.register(StopRequests(device if distributed else None), LRSchedule(schedule), NonFiniteGuard(),
+                         validation)
         if rank == 0:
             plain_cfg = json.loads(json.dumps(config))
 

@@ -6,6 +6,9 @@ Scalars of every step, at global step = the steps completed (metrics.jsonl's "it
     grad_norm                                               L2 norm of the (averaged) gradients it used
     time/images_per_s, time/step_s                          speed: images per second, wall seconds per step
     time/data_wait_s                                        seconds the step waited for its images
+and at the steps validated (Validation hook)
+    val/ap_easy, val/ap_medium, val/ap_hard                 WIDER val AP of the images validated
+    time/val_s                                              seconds the validation took
 and every `preview_every` steps the images detections/0, detections/1, ... (lib/training/preview.py).
 Each step's events are flushed as the step ends, before any snapshot of it is written; a run that
 resumes at iteration N purges every event from step N + 1 on (SummaryWriter's purge_step), so after
@@ -52,6 +55,10 @@ class TensorBoard(HookBase):
         writer.add_scalar("time/images_per_s", trainer.images_per_step / max(trainer.step_seconds, 1e-9), step)
         writer.add_scalar("time/step_s", trainer.step_seconds, step)
         writer.add_scalar("time/data_wait_s", trainer.data_seconds, step)
+        if trainer.val_ap is not None:
+            for setting, ap in trainer.val_ap.items():
+                writer.add_scalar(f"val/ap_{setting}", ap, step)
+            writer.add_scalar("time/val_s", trainer.val_seconds, step)
         if self.preview is not None and step % self.preview_every == 0:
             for i, picture in enumerate(self.preview()):
                 writer.add_image(f"detections/{i}", picture, step, dataformats="HWC")

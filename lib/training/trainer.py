@@ -50,10 +50,11 @@ class Trainer:
     (items per step in this process), images_per_step (in all processes), optimizer, lr (the base lr
     of the step, set by the LRSchedule hook), losses ({name: float} means of the last step),
     data_seconds (waiting for the last step's items), step_seconds (wall time from the end of the
-    step before, or the start, to the end of the last step: hooks included), stop_reason (None or the
+    step before, or the start, to the end of the last step: hooks included, validation not), stop_reason (None or the
     request), error (the exception ending the run, or None), last_snapshot (path of the newest snapshot
-    written or resumed from, None: none) and saved_iter (the iteration of the last kept snapshot, or
-    start_iter).
+    written or resumed from, None: none), saved_iter (the iteration of the last kept snapshot, or
+    start_iter), val_ap ({setting: AP} of a validation at the last step, else None) and val_seconds
+    (the time it took; both set by the Validation hook).
     """
 
     def __init__(self, optimizer, start, loss_fn, *, start_iter, max_iters, iter_size, images_per_step=None,
@@ -72,6 +73,8 @@ class Trainer:
         self.stop_reason = None
         self.error = None
         self.last_snapshot = None
+        self.val_ap = None
+        self.val_seconds = 0.0
         self._start = start
         self._items = None
         self._tick = None
@@ -88,6 +91,11 @@ class Trainer:
         """Stop before the next step for `reason` ("stopped", "preempted"); None asks nothing."""
         if reason and not self.stop_reason:
             self.stop_reason = reason
+
+    def discount(self, seconds):
+        """Leave `seconds` a hook spent (a validation) out of the next step's step_seconds: it is no
+        part of the training speed."""
+        self._tick += seconds
 
     def train(self):
         """Run the hooks and the steps; returns (steps completed, "done" or the stop reason).

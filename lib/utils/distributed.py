@@ -327,3 +327,29 @@ def broadcast_module(module, src=0):
     with _peer_errors("sharing the initial weights"):
         for t in [*module.parameters(), *module.buffers()]:
             dist.broadcast(t, src)
+
+
+def results_group(hours=6):
+    """A gloo process group of all ranks for exchanging results (e.g. validation detections) whose waits may
+    last as long as the slowest rank's share of work: its collectives time out after `hours`, not the
+    training's --timeout. A peer that dies still fails them at once (its connection closes). Every rank
+    must call this, in the same order as its other collectives."""
+    return dist.new_group(backend="gloo", timeout=datetime.timedelta(hours=hours))
+
+
+def gather_on_rank0(obj, group, what):
+    """[every rank's picklable `obj`, in rank order] on rank 0 and None on the others, over `group`;
+    PeerFailure naming `what` when a peer is lost."""
+    rank = dist.get_rank()
+    out = [None] * dist.get_world_size() if rank == 0 else None
+    with _peer_errors(what):
+        dist.gather_object(obj, out, dst=0, group=group)
+    return out
+
+
+def broadcast_from_rank0(obj, group, what):
+    """Rank 0's picklable `obj` on every rank, over `group`; PeerFailure naming `what` when a peer is lost."""
+    box = [obj]
+    with _peer_errors(what):
+        dist.broadcast_object_list(box, src=0, group=group)
+    return box[0]

@@ -69,6 +69,9 @@ class StepProgress:
     def close(self, job):
         pass
 
+    def summary(self, text):
+        print(text)
+
 
 def zip_files(path, files, root):
     """Write the zip `path` holding `files` named by their paths under `root` (stored: pictures are compressed)."""

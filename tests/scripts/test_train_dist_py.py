@@ -7,6 +7,7 @@ stack) for every failure and every bad command line. Fault tolerance under torch
 of an unbroken run, also after a restart on another number of processes.
 """
 import datetime
+import json
 import os
 import random
 import re
@@ -22,8 +23,9 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from wider_fixtures import tiny_wider
+from wider_fixtures import add_val_split, tiny_wider
 
+import eval as eval_script
 import train
 import train_dist
 from lib.training.metrics import read_metrics
@@ -162,6 +164,30 @@ def test_two_ranks_match_one_process_and_resume(wider, tmp_path):
     assert read(tmp_path / "logs1" / "rank1.out") == ""  # rank 1 prints nothing
     assert sorted(p.name for p in multi.glob("*.pth")) == ["SSH_iter_2.pth", "SSH_iter_3.pth"]
     assert not list(multi.glob(".*"))  # no temporary files left
+
+
+def test_validation_is_shared_by_the_ranks_and_gives_eval_py_ap(tmp_path, monkeypatch):
+    """--val-every on 2 ranks: each detects its share of the val images, rank 0 scores them all; the AP
+    in metrics.jsonl is eval.py's on the same snapshot, from the same prediction files."""
+    data = add_val_split(tiny_wider(tmp_path / "wider", 3, seed=3, x0=7, dx=8, y0=9))
+    test = ["--set", "TEST.SCALES", "[64]", "--set", "TEST.MAX_SIZE", "96"]
+    out = tmp_path / "out"
+    run_ranks(["--data", str(data), *TINY, *test, "--iters", "2", "--val-every", "2", "--out", str(out)], 2,
+              tmp_path / "logs")
+    record = read_metrics(out / "metrics.jsonl")[-1]
+    assert "iter 2/2  val AP  easy " in read(tmp_path / "logs" / "rank0.out")
+    assert read(tmp_path / "logs" / "rank1.out") == ""
+    monkeypatch.chdir(tmp_path)
+    assert eval_script.main(["--model", str(out / "SSH_iter_2.pth"), "--data", str(data), "--device", "cpu",
+                             "--no_cache", *test]) == 0
+    run = tmp_path / "output" / "SSH" / "wider_val" / "SSH"
+    results = json.loads((run / "results.json").read_text())
+    assert {s: results[s] for s in ("easy", "medium", "hard")} == {s: record[f"val_ap_{s}"] for s in
+                                                                    ("easy", "medium", "hard")}
+    written = sorted((out / "val" / "detections").rglob("*.txt"))
+    assert len(written) == 3 and all(
+        p.read_bytes() == (run / "detections" / p.relative_to(out / "val" / "detections")).read_bytes()
+        for p in written)
 
 
 def test_ranks_that_would_start_from_different_iterations_refuse_to_train(wider, tmp_path):
