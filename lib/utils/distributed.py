@@ -332,7 +332,7 @@ def broadcast_module(module, src=0):
 def results_group(hours=6):
     """A gloo process group of all ranks for exchanging results (e.g. validation detections) whose waits may
     last as long as the slowest rank's share of work: its collectives time out after `hours`, not the
-    training's --timeout. A peer that dies still fails them at once (its connection closes). Every rank
+    training's --timeout. A peer that dies usually fails them at once (its connection closes). Every rank
     must call this, in the same order as its other collectives."""
     return dist.new_group(backend="gloo", timeout=datetime.timedelta(hours=hours))
 
