@@ -7,25 +7,23 @@
 The model loads once, with test.py's --model, --backend, --device, --precision and --cfg/--set. Uploads
 and results live in one temporary folder, removed when the server stops (Ctrl-C or SIGTERM).
 """
-import argparse
 import os
 import signal
 import sys
 
 from lib.config import add_config_args, config_from_args, data_layout
-from lib.utils.cli import one_line_warnings, sigterm_as_ctrl_c
+from lib.utils.cli import ArgumentParser, one_line_warnings, sigterm_as_ctrl_c
+from lib.utils.exit_codes import ExitCode
 from lib.webapp.limits import add_limit_args, limits_from_args
 from lib.webapp.serving import add_serving_args, exposure_warning
 from lib.webapp.workspace import temporary_workspace
 from model.detector import build_detector
-from model.options import add_model_args, check_model_args
+from model.options import add_model_args, check_model_args, model_error_text
 from model.precision import resolve_precision, warn_if_emulated
-
-ONNX_PACKAGES = "onnx onnxruntime onnxscript"
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description="Serve a web page that detects and anonymises faces with SSH.")
+    parser = ArgumentParser(description="Serve a web page that detects and anonymises faces with SSH.")
     add_serving_args(parser)
     add_model_args(parser)
     add_limit_args(parser)
@@ -72,17 +70,9 @@ def main(argv=None):
     official = args.model is None
     try:
         detector = load_detector(args)
-    except FileNotFoundError as e:
-        hint = ("" if not official else " Write it with `python3 -m model.deploy quantize`." if args.precision == "int8"
-                else " Run `make demo` to download the official model.")
-        print(f"error: {e}.{hint}", file=sys.stderr)
-        return 2
-    except ImportError as e:
-        print(f"error: {e.name or e} is missing; ONNX models need `pip install {ONNX_PACKAGES}`.", file=sys.stderr)
-        return 2
-    except (ValueError, KeyError) as e:
-        print(f"error: {e.args[0] if e.args else e}", file=sys.stderr)
-        return 2
+    except (FileNotFoundError, ImportError, ValueError, KeyError) as e:
+        print(f"error: {model_error_text(e, args.precision, official)}", file=sys.stderr)
+        return ExitCode.BAD_INPUT
     warning = exposure_warning(args.host, args.auth)
     if warning:
         print(warning, file=sys.stderr)
@@ -91,10 +81,10 @@ def main(argv=None):
             serve(args, detector)
         except OSError as e:
             print(f"error: cannot serve on {args.host}:{args.port}: {e}", file=sys.stderr)
-            return 2
+            return ExitCode.BAD_INPUT
         except KeyboardInterrupt:
             pass
-    return 0
+    return ExitCode.OK
 
 
 if __name__ == "__main__":

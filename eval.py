@@ -1,7 +1,7 @@
 """Evaluate SSH on WIDER FACE val, or score any predictions folder, with the official tool's numbers.
 
   python3 eval.py [--model PATH] [--precision P] [--cfg FILE] [--set KEY VALUE] [--data DIR]
-                  [--net_name NAME] [--no_cache] [--device DEV]
+                  [--net-name NAME] [--no-cache] [--device DEV]
       detect every val image, write output/<EXP_DIR>/wider_val/<net_name>/detections/<event>/<image>.txt,
       then evaluate them (results.json and pr_curves.png beside the detections).
   python3 eval.py --predictions DIR [--gt DIR] [--json FILE] [--plot FILE]
@@ -11,6 +11,10 @@
       file, folds in order), then evaluate it (DiscROC.txt, ContROC.txt, results.json, roc_*.png beside it).
   python3 eval.py --dataset fddb --annotations ELLIPSES --predictions DETS --images DIR [--list LIST] [--roc PREFIX]
       the official FDDB tool's evaluation of a detection file: PREFIXDiscROC.txt and PREFIXContROC.txt.
+
+Options are hyphenated; their underscore spellings (--net_name, --no_cache) still work. Errors end with one
+`error:` line and exit code 2 (4: another process of a torchrun job failed); Ctrl-C or SIGTERM stops the
+detection with exit code 130, the cache keeping what was done (lib/utils/exit_codes.py).
 """
 import argparse
 import json
@@ -27,16 +31,14 @@ from lib.evaluation.fddb_io import BOXES, read_annotations, read_image_list, roc
 from lib.evaluation.fddb_plot import find_baselines, plot_fddb_roc
 from lib.evaluation.plot import plot_pr_curves
 from lib.utils.atomic import atomic_write_text, check_writable
-from lib.utils.cli import one_line_warnings, sigterm_as_ctrl_c
+from lib.utils.cli import (ArgumentParser, error_text, int_at_least, one_line_warnings, positive_seconds,
+                           sigterm_as_ctrl_c)
+from lib.utils.exit_codes import ExitCode
 from lib.utils.lock import FolderLocked, folder_lock
 from model.precision import PRECISION_CHOICES
 
 # Lock file of a detection run folder: two eval.py runs never write the same predictions at once.
 EVAL_LOCK = "eval.lock"
-# Exit code when another process of a torchrun job died, froze or never joined (as train_dist.py's).
-PEER_FAILURE = 4
-# Exit code when Ctrl-C or SIGTERM stopped the detection (as test.py's).
-INTERRUPTED = 130
 
 
 class JobFailure(RuntimeError):
@@ -44,7 +46,7 @@ class JobFailure(RuntimeError):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", choices=("wider", "fddb"), default="wider", help="the benchmark (default wider)")
     parser.add_argument("--predictions", metavar="PATH", help="evaluate these predictions, skip detection: WIDER's "
                         "folder of per-image files; FDDB's detection file, or a folder of its fold-NN-out.txt files")
@@ -58,12 +60,12 @@ def parse_args(argv=None):
                         "(default: <DATA_DIR>/datasets/wider, DATA_DIR being data/)")
     parser.add_argument("--gt", metavar="DIR", help="official ground_truth/ folder with wider_face_val.mat and "
                         "wider_{easy,medium,hard}_val.mat (default: <data>/eval_tools/ground_truth)")
-    parser.add_argument("--net_name", default="SSH", help="name of the detection run (folder and legend)")
-    parser.add_argument("--no_cache", action="store_true", help="neither reuse nor write cached detections")
+    parser.add_argument("--net-name", default="SSH", help="name of the detection run (folder and legend)")
+    parser.add_argument("--no-cache", action="store_true", help="neither reuse nor write cached detections")
     parser.add_argument("--device", help="torch device, e.g. cpu or cuda:0 (default: cuda when available; cpu for int8)")
-    parser.add_argument("--workers", type=int, metavar="K", choices=range(0, 65), help="threads reading and "
+    parser.add_argument("--workers", type=int_at_least(0), metavar="K", help="threads reading and "
                         "preparing the next images while the network runs (default: 1 on 2 cores or more, else 0)")
-    parser.add_argument("--timeout", type=float, default=30.0, metavar="S", help="under torchrun: a process "
+    parser.add_argument("--timeout", type=positive_seconds, default=30.0, metavar="S", help="under torchrun: a process "
                         "silent this long (dead, frozen, its machine gone) stops the others, which name it")
     parser.add_argument("--json", metavar="FILE", help="write the APs and PR curves as JSON")
     parser.add_argument("--plot", metavar="FILE", help="write the PR curves as a PNG")
@@ -240,11 +242,11 @@ def run_fddb(args, cfg):
     else:
         predictions, name = detect(args, cfg, run_dir), args.net_name
         if predictions is None:  # another rank than 0: rank 0 scores the job's file
-            return 0
+            return ExitCode.OK
     result = evaluate_fddb_files(args.annotations or args.folds, predictions, args.images, args.list or args.folds,
                                  box=args.fddb_box, roc_prefix=roc)
     report_fddb(result, name, roc, json_path, plot_path, args.baselines)
-    return 0
+    return ExitCode.OK
 
 
 def continuous_plot(path):
@@ -303,23 +305,22 @@ def run(args):
         else:
             pred_dir, name = detect(args, cfg, run_dir), args.net_name
             if pred_dir is None:  # another rank than 0: rank 0 scores the job's files
-                return 0
+                return ExitCode.OK
         results = wider_eval(pred_dir, gt, SETTINGS)
         report(results, pred_dir, gt_dir, name, cfg.MATLAB, json_path, plot_path, args.baselines)
     except KeyboardInterrupt:
-        print("eval.py: stopped; the detections cached so far are kept: the same command goes on from them",
-              file=sys.stderr)
-        return INTERRUPTED
+        print("stopped; the detections cached so far are kept: the same command goes on from them", file=sys.stderr)
+        return ExitCode.INTERRUPTED
     except JobFailure as e:
-        print(f"eval.py: error: {e}", file=sys.stderr)
-        return PEER_FAILURE
+        print(f"error: {e}", file=sys.stderr)
+        return ExitCode.PEER_FAILURE
     except (FileNotFoundError, ValueError, KeyError, FolderLocked) as e:
-        print(f"eval.py: error: {e.args[0] if e.args else e}", file=sys.stderr)
-        return 2
+        print(f"error: {error_text(e)}", file=sys.stderr)
+        return ExitCode.BAD_INPUT
     except OSError as e:
-        print(f"eval.py: error: cannot write {e.filename}: {e.strerror}", file=sys.stderr)
-        return 2
-    return 0
+        print(f"error: cannot write {e.filename}: {e.strerror}", file=sys.stderr)
+        return ExitCode.BAD_INPUT
+    return ExitCode.OK
 
 
 if __name__ == "__main__":

@@ -12,8 +12,12 @@ crops, WIDER prediction files or anonymised media.
     python3 test.py --export-onnx-detector det.onnx   # ONNX graph: blob and scale -> detections
     python3 test.py --model ssh.onnx --dir photos/     # an ONNX graph run by ONNX Runtime
     python3 test.py --precision int8                  # data/SSH_models/SSH_int8.onnx (python3 -m model.deploy quantize)
+
+Options are hyphenated; their underscore spellings (--batch_size) still work. Errors end with one `error:`
+line and exit code 2; exit code 1 when some images or frames failed and the others were done, 4 when
+another process of a torchrun job failed, 130 when Ctrl-C or SIGTERM stopped a run over files
+(lib/utils/exit_codes.py).
 """
-import argparse
 import sys
 from contextlib import nullcontext
 from pathlib import Path
@@ -30,21 +34,15 @@ from lib.outputs import DetectionsJson
 from lib.run_settings import check_settings
 from lib.sinks import OutputOptions, image_sinks
 from lib.utils.atomic import check_writable
-from lib.utils.cli import one_line_warnings, sigterm_as_ctrl_c
+from lib.utils.cli import (ArgumentParser, error_text, int_at_least, number_at_least, one_line_warnings,
+                           positive_number, positive_seconds, probability, sigterm_as_ctrl_c)
 from lib.utils.distributed import PeerFailure
+from lib.utils.exit_codes import ExitCode
 from lib.video import VideoError, check_display, parse_source
 from model.detector import build_detector
-from model.options import add_model_args, check_model_args
+from model.options import add_model_args, check_model_args, model_error_text
 from model.precision import resolve_precision, warn_if_emulated
 from model.weights.loading import load_network
-
-ONNX_PACKAGES = "onnx onnxruntime onnxscript"
-# Exit code when some images or frames failed and the others were done.
-SOME_FAILED = 1
-# Exit code when Ctrl-C stopped a run over files (a camera or stream is meant to be stopped so: 0).
-INTERRUPTED = 130
-# Exit code when another process of a torchrun job died, froze or never joined (as train_dist.py's).
-PEER_FAILURE = 4
 
 
 def demo_image():
@@ -54,56 +52,28 @@ def demo_image():
     return Path(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
 
 
-def positive(kind):
-    """argparse type: a number of `kind` that is > 0."""
-    def parse(text):
-        value = kind(text)
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
-        return value
-    return parse
-
-
-def not_negative(kind):
-    """argparse type: a number of `kind` that is >= 0."""
-    def parse(text):
-        value = kind(text)
-        if value < 0:
-            raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-        return value
-    return parse
-
-
-def probability(text):
-    """argparse type: a score threshold, a number from 0 to 1 (NaN is none)."""
-    value = float(text)
-    if not 0 <= value <= 1:  # also False for NaN
-        raise argparse.ArgumentTypeError(f"must be a score from 0 to 1, got {text}")
-    return value
-
-
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description="Detect faces with SSH.")
+    parser = ArgumentParser(description="Detect faces with SSH.")
     inputs = parser.add_argument_group("inputs")
     inputs.add_argument("--image", action="append", default=[], type=Path, help="image file (repeatable)")
     inputs.add_argument("--dir", type=Path, help="detect in every image of this folder and its subfolders")
     inputs.add_argument("--video", type=parse_source, metavar="SOURCE",
                         help="video file, folder of frames, camera index (0, 1, ...) or stream URL (rtsp://, http://)")
-    inputs.add_argument("--every", type=positive(int), default=1, metavar="N",
+    inputs.add_argument("--every", type=int_at_least(1), default=1, metavar="N",
                         help="video: detect on every Nth frame, the frames between reuse its boxes and masks")
-    inputs.add_argument("--max-frames", type=positive(int), metavar="N", help="video: stop after N frames")
-    inputs.add_argument("--max-pixels", type=not_negative(int), default=DEFAULT_MAX_PIXELS, metavar="N",
+    inputs.add_argument("--max-frames", type=int_at_least(1), metavar="N", help="video: stop after N frames")
+    inputs.add_argument("--max-pixels", type=int_at_least(0), default=DEFAULT_MAX_PIXELS, metavar="N",
                         help=f"refuse images of more than N pixels from their header, before decoding (a guard "
                              f"against decompression bombs; default {DEFAULT_MAX_PIXELS:,}; 0: no limit)")
     inputs.add_argument("--show", action="store_true",
                         help="video: show the frames in a window as they are written (q or Esc stops)")
     model = add_model_args(parser)
-    model.add_argument("--batch-size", type=positive(int), default=1,
+    model.add_argument("--batch-size", type=int_at_least(1), default=1,
                        help="images per network pass (images of equal blob size are batched)")
-    model.add_argument("--workers", type=not_negative(int), metavar="K",
+    model.add_argument("--workers", type=int_at_least(0), metavar="K",
                        help="threads reading and preparing the next images while the network runs (default: "
                             "1 on a machine of 2 cores or more, else 0: in turn)")
-    model.add_argument("--timeout", type=positive(float), default=30.0, metavar="S",
+    model.add_argument("--timeout", type=positive_seconds, default=30.0, metavar="S",
                        help="under torchrun: a process silent this long (dead, frozen, its machine gone) stops the "
                             "others, which name it (default 30)")
     model.add_argument("--export-onnx", type=Path, metavar="PATH",
@@ -121,7 +91,7 @@ def parse_args(argv):
     outputs.add_argument("--save-json", nargs="?", type=Path, const=True, metavar="PATH",
                          help="one JSON file of every image's detections (default PATH: <out>/detections.json)")
     outputs.add_argument("--save-crops", action="store_true", help="write each face as <out>/crops/<name>_<k>_<box>.jpg")
-    outputs.add_argument("--crop-margin", type=not_negative(float), default=0.0, metavar="M",
+    outputs.add_argument("--crop-margin", type=number_at_least(0), default=0.0, metavar="M",
                          help="grow each crop by M times the box width / height on every side (default 0)")
     outputs.add_argument("--save-wider", nargs="?", type=Path, const=True, metavar="DIR",
                          help="official WIDER prediction files, <DIR>/<image path under --dir>.txt, every "
@@ -129,10 +99,10 @@ def parse_args(argv):
     outputs.add_argument("--anonymize", choices=METHODS,
                          help="write <name>_anonymized.<ext> (videos: .mp4) with the faces masked, instead of the "
                               "drawn pictures")
-    outputs.add_argument("--mask-scale", type=positive(float), default=DEFAULT_SCALE, metavar="S",
+    outputs.add_argument("--mask-scale", type=positive_number(), default=DEFAULT_SCALE, metavar="S",
                          help=f"masks are the boxes scaled by S about their centres (default {DEFAULT_SCALE})")
     outputs.add_argument("--mask-shape", choices=SHAPES, default=DEFAULT_SHAPE, help=f"default {DEFAULT_SHAPE}")
-    outputs.add_argument("--hold", type=not_negative(int), metavar="K",
+    outputs.add_argument("--hold", type=int_at_least(0), metavar="K",
                          help=f"video: keep a face masked for K frames after it was last detected (default "
                               f"{DEFAULT_HOLD}), so masks do not flicker")
     outputs.add_argument("--draw", action="store_true",
@@ -191,13 +161,13 @@ def summarize_unmasked(unmasked, outputs):
 
 
 def summarize(failed, done, total, what):
-    """Print what failed; the exit code: 0, or SOME_FAILED when anything did."""
+    """Print what failed; the exit code: OK, or SOME_FAILED when anything did."""
     if not failed:
-        return 0
+        return ExitCode.OK
     print(f"error: {done} of {total} {what} done, these failed:", file=sys.stderr)
     for _, message in failed:
         print(f"  {message}", file=sys.stderr)
-    return SOME_FAILED
+    return ExitCode.SOME_FAILED
 
 
 def output_options(args, json):
@@ -263,12 +233,12 @@ def detect_images(args, detector, items, job):
                            resume=args.resuming, progress=PrintedLines(args.out, args.thresh, args.batch_size,
                                                                        loud=job.rank == 0), job=job)
     if report.interrupted and job.distributed:  # torchrun stops every rank so: each keeps what it wrote (--resume)
-        return INTERRUPTED
+        return ExitCode.INTERRUPTED
     results = job.gather({"entries": json.entries if json is not None else [], "done": report.done + report.earlier,
                           "failed": [m for _, m in report.failed], "unmasked": [m for _, m in report.unmasked],
                           "interrupted": report.interrupted})
     if results is None:  # another rank than 0: rank 0 reports for the job
-        return INTERRUPTED if report.interrupted else 0
+        return ExitCode.INTERRUPTED if report.interrupted else ExitCode.OK
     if json is not None and job.distributed:
         json.path = path
         json.replace_entries([e for r in results for e in r["entries"]], {str(p): k for k, p in enumerate(paths)})
@@ -278,7 +248,7 @@ def detect_images(args, detector, items, job):
     code = summarize(failed, done, len(items), "images")
     if json is not None:
         print(f"detections -> {path}")
-    return INTERRUPTED if any(r["interrupted"] for r in results) else code
+    return ExitCode.INTERRUPTED if any(r["interrupted"] for r in results) else code
 
 
 def detect_video(args, detector):
@@ -296,7 +266,7 @@ def detect_video(args, detector):
     if json is not None:
         print(f"detections -> {path}")
     live = isinstance(args.video, (int, str))
-    return INTERRUPTED if interrupted and not live else code
+    return ExitCode.INTERRUPTED if interrupted and not live else code
 
 
 def main(argv=None):
@@ -308,9 +278,9 @@ def main(argv=None):
 
 def run(args):
     """test.py for parsed `args`; the exit code."""
+    official = args.model is None
     try:
         cfg = config_from_args(args)
-        official = args.model is None
         choice = resolve_precision(args.precision, args.device, args.model, data_layout(cfg.DATA_DIR), args.backend)
         args.precision, args.model, device = choice.precision, choice.model, choice.device
         job = DetectionJob.from_environment(args.timeout)
@@ -326,10 +296,10 @@ def run(args):
             check_display()  # before the model loads
         if args.export_onnx:
             export(args)
-            return 0
+            return ExitCode.OK
         if args.export_onnx_detector:
             export_detector(args, cfg)
-            return 0
+            return ExitCode.OK
         items = image_items(args) if args.video is None else None
         check_outputs(args)
         # an earlier --resume run of these settings there: go on with it (a new one is recorded now)
@@ -338,22 +308,16 @@ def run(args):
         return detect_images(args, detector, items, job) if items is not None else detect_video(args, detector)
     except PeerFailure as e:
         print(f"error: {e}", file=sys.stderr)
-        return PEER_FAILURE
-    except FileNotFoundError as e:
-        hint = ("" if not official else " Write it with `python3 -m model.deploy quantize`." if args.precision == "int8"
-                else " Run `make demo` to download the official model.")
-        print(f"error: {e}.{hint}", file=sys.stderr)
-        return 2
-    except ImportError as e:
-        print(f"error: {e.name or e} is missing; ONNX export and inference need `pip install {ONNX_PACKAGES}`.",
-              file=sys.stderr)
-        return 2
+        return ExitCode.PEER_FAILURE
+    except (FileNotFoundError, ImportError) as e:
+        print(f"error: {model_error_text(e, args.precision, official)}", file=sys.stderr)
+        return ExitCode.BAD_INPUT
     except (ValueError, KeyError, ImageError, VideoError) as e:
-        print(f"error: {e.args[0] if e.args else e}", file=sys.stderr)
-        return 2
+        print(f"error: {error_text(e)}", file=sys.stderr)
+        return ExitCode.BAD_INPUT
     except OSError as e:
         print(f"error: cannot write {e.filename or args.out}: {e.strerror}.", file=sys.stderr)
-        return 2
+        return ExitCode.BAD_INPUT
 
 
 if __name__ == "__main__":

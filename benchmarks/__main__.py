@@ -4,7 +4,6 @@
     python3 -m benchmarks [all] [--smoke]    every benchmark at its default sizes (--smoke: tiny sizes)
     python3 -m benchmarks --list             the benchmarks, one line each
 """
-import argparse
 import ast
 import importlib
 import os
@@ -14,6 +13,9 @@ import time
 from pathlib import Path
 
 import torch
+
+from lib.utils.cli import ArgumentParser
+from lib.utils.exit_codes import ExitCode
 
 from .utils import cpu_name
 
@@ -43,7 +45,8 @@ def summary(name):
 
 
 def run_all(smoke):
-    """Each benchmark in a fresh process, as it runs alone, then a table of outcomes; the exit code."""
+    """Each benchmark in a fresh process, as it runs alone, then a table of outcomes; the exit code
+    (SOME_FAILED when any benchmark failed)."""
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA GPU"
     print(f"benchmarks on {cpu_name()} ({os.cpu_count()} CPUs), {gpu}, torch {torch.__version__}"
           + (", smoke sizes" if smoke else ""))
@@ -56,18 +59,18 @@ def run_all(smoke):
         results[name] = (code, time.perf_counter() - start)
     print("\n== summary")
     for name, (code, seconds) in results.items():
-        print(f"{name:<12} {'ok' if code == 0 else f'FAILED (exit {code})':<16} {seconds:7.1f} s")
-    return int(any(code for code, _ in results.values()))
+        print(f"{name:<12} {'ok' if code == ExitCode.OK else f'FAILED (exit {code})':<16} {seconds:7.1f} s")
+    return ExitCode.SOME_FAILED if any(code for code, _ in results.values()) else ExitCode.OK
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] in BENCHMARKS:
         importlib.import_module(f".{argv[0]}", __package__).main(argv[1:])
-        return 0
-    parser = argparse.ArgumentParser(prog="python3 -m benchmarks", description=__doc__.splitlines()[0],
-                                     usage="%(prog)s [NAME [options] | all [--smoke] | --list]",
-                                     epilog="benchmarks: " + ", ".join(BENCHMARKS))
+        return ExitCode.OK
+    parser = ArgumentParser(prog="python3 -m benchmarks", description=__doc__.splitlines()[0],
+                            usage="%(prog)s [NAME [options] | all [--smoke] | --list]",
+                            epilog="benchmarks: " + ", ".join(BENCHMARKS))
     parser.add_argument("name", nargs="?", choices=["all", *BENCHMARKS], default="all",
                         help="all (the default) or one benchmark, followed by its options")
     parser.add_argument("--smoke", action="store_true", help="run every benchmark at its tiny size")
@@ -78,7 +81,7 @@ def main(argv=None):
     if args.list:
         for name in BENCHMARKS:
             print(f"{name:<12} {summary(name)}")
-        return 0
+        return ExitCode.OK
     return run_all(args.smoke)
 
 

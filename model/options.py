@@ -1,9 +1,14 @@
-"""The model options that test.py and app.py share (--model, --backend, --device, --precision) and
-the combinations of them that cannot run."""
+"""The model options that test.py and app.py share (--model, --backend, --device, --precision), the
+combinations of them that cannot run, and the messages of a model that cannot load."""
 from pathlib import Path
+
+from lib.utils.cli import error_text
 
 from .precision import PRECISION_CHOICES
 from .weights.loading import BACKENDS
+
+# What ONNX export and ONNX models need beyond the PyTorch requirements.
+ONNX_PACKAGES = "onnx onnxruntime onnxscript"
 
 
 def add_model_args(parser):
@@ -29,3 +34,15 @@ def check_model_args(parser, args):
         parser.error("int8 runs an int8 .onnx model with the onnxruntime backend")
     if args.backend == "onnxruntime" and args.precision in ("bf16", "fp16"):
         parser.error(f"{args.precision} runs the pytorch backend; ONNX graphs run in their own precision")
+
+
+def model_error_text(error, precision, official):
+    """The `error:` line's text for `error` of loading the model: a missing package says what to install; a
+    missing file of the official model (`official`: no --model given) how to get it; else lib.utils.cli.error_text."""
+    if isinstance(error, ImportError):
+        return f"{error.name or error} is missing; ONNX export and inference need `pip install {ONNX_PACKAGES}`."
+    if not isinstance(error, FileNotFoundError):
+        return error_text(error)
+    hint = ("" if not official else " Write it with `python3 -m model.deploy quantize`." if precision == "int8"
+            else " Run `make demo` to download the official model.")
+    return f"{error_text(error)}.{hint}"

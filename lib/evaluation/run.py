@@ -118,8 +118,3 @@ def score_images(dets, gt, pred_dir):
         write_image_detections(pred_dir, name, image_dets)
     return {s: r["ap"] for s, r in wider_eval(pred_dir, gt.subset(list(dets))).items()}
 
-
-def images_ap(detector, image_names, image_root, gt, pred_dir, workers=0):
-    """{setting: AP} of `detector` on the WIDER val images `image_names` alone (score_images of
-    detect_images): eval.py's numbers for those images, e.g. for validation during training."""
-    return score_images(detect_images(detector, image_names, image_root, workers), gt, pred_dir)

@@ -59,6 +59,35 @@ def int_at_least(minimum):
     return parse
 
 
+def _finite_number(what, accept, requirement):
+    """argparse type: a finite number for which `accept(value)` holds; the messages name `what` the option
+    takes (a text that is no number) and the `requirement` (a number outside it)."""
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not (math.isfinite(value) and accept(value)):
+            raise argparse.ArgumentTypeError(f"must be {requirement}, got {text}")
+        return value
+    return parse
+
+
+def number_at_least(minimum, what="a number"):
+    """argparse type: a finite number >= `minimum` (`what`: the kind of number, for the message)."""
+    return _finite_number(what, lambda value: value >= minimum, f"at least {minimum:g}")
+
+
+def positive_number(what="a number"):
+    """argparse type: a finite number > 0 (`what`: the kind of number, for the message)."""
+    return _finite_number(what, lambda value: value > 0, "greater than 0")
+
+
+def probability(text):
+    """argparse type: a score threshold, a number from 0 to 1."""
+    return _finite_number("a score from 0 to 1", lambda value: 0 <= value <= 1, "a score from 0 to 1")(text)
+
+
 def minutes(text):
     """argparse type: a number of minutes >= 0."""
     try:

@@ -1,4 +1,5 @@
-"""Exit codes of the command-line scripts (train.py, train_dist.py, test.py, eval.py): one table for all.
+"""Exit codes of the command-line scripts (train.py, train_dist.py, test.py, eval.py, app.py, and the
+model.deploy and benchmarks modules): one table for all.
 
 A supervisor (torchrun, SLURM, systemd) or a shell script tells the outcomes apart by these numbers;
 every non-zero exit also prints one `error:` line, except INTERRUPTED and PREEMPTED, which print what
@@ -11,7 +12,7 @@ class ExitCode(IntEnum):
     """Why a script ended."""
 
     OK = 0
-    # test.py: some images or frames failed, the others were done.
+    # test.py: some images or frames failed, the others were done (benchmarks: some benchmark failed).
     SOME_FAILED = 1
     # Bad input: a flag value, config, file, device or data folder that cannot work (argparse's own code).
     BAD_INPUT = 2

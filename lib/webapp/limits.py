@@ -1,9 +1,8 @@
 """What the web app accepts and keeps: the limits users can rely on (app.py's options), with their defaults."""
-import argparse
-import math
 from dataclasses import dataclass
 
 from ..image_io import DEFAULT_MAX_PIXELS
+from ..utils.cli import int_at_least, positive_number, positive_seconds
 
 # Largest file one upload may be (a photo, a zip of photos, a video), in megabytes of 10^6 bytes.
 DEFAULT_MAX_UPLOAD_MB = 100.0
@@ -42,34 +41,21 @@ class Limits:
                 f"and when it stops.")
 
 
-def _number(kind, what, zero=False):
-    """argparse type: a finite number of `kind` > 0 (>= 0 with `zero`)."""
-    def parse(text):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-        if not (0 <= value if zero else 0 < value) or value == math.inf or value != value:
-            raise argparse.ArgumentTypeError(f"must be {'0 or more' if zero else 'greater than 0'}, got {text}")
-        return value
-    return parse
-
-
 def add_limit_args(parser):
     """Add the options of `Limits` to an argparse parser (read back by `limits_from_args`)."""
     group = parser.add_argument_group("limits")
-    group.add_argument("--max-upload-mb", type=_number(float, "a number of megabytes"),
+    group.add_argument("--max-upload-mb", type=positive_number("a number of megabytes"),
                        default=DEFAULT_MAX_UPLOAD_MB, metavar="MB",
                        help=f"largest file one upload may be, and what a zip's images may unpack to "
                             f"(default {DEFAULT_MAX_UPLOAD_MB:g})")
-    group.add_argument("--max-video-seconds", type=_number(float, "a number of seconds"),
+    group.add_argument("--max-video-seconds", type=positive_seconds,
                        default=DEFAULT_MAX_VIDEO_SECONDS, metavar="S",
                        help=f"longest video the Video tab takes (default {DEFAULT_MAX_VIDEO_SECONDS:g})")
-    group.add_argument("--max-images", type=_number(int, "a whole number"), default=DEFAULT_MAX_IMAGES,
+    group.add_argument("--max-images", type=int_at_least(1), default=DEFAULT_MAX_IMAGES,
                        metavar="N", help=f"most images one request detects on (default {DEFAULT_MAX_IMAGES})")
-    group.add_argument("--queue-size", type=_number(int, "a whole number"), default=DEFAULT_QUEUE_SIZE,
+    group.add_argument("--queue-size", type=int_at_least(1), default=DEFAULT_QUEUE_SIZE,
                        metavar="N", help=f"most requests waiting; more are refused (default {DEFAULT_QUEUE_SIZE})")
-    group.add_argument("--max-pixels", type=_number(int, "a whole number", zero=True), default=DEFAULT_MAX_PIXELS,
+    group.add_argument("--max-pixels", type=int_at_least(0), default=DEFAULT_MAX_PIXELS,
                        metavar="N", help=f"refuse images of more than N pixels, from their header (default "
                                          f"{DEFAULT_MAX_PIXELS:,}; 0: no limit)")
 

@@ -2,6 +2,8 @@
 import argparse
 import ipaddress
 
+from ..utils.cli import tcp_port
+
 LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 
 
@@ -32,23 +34,12 @@ def credentials(text):
     return user, password
 
 
-def port(text):
-    """argparse type: a TCP port, 1 .. 65535."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be a TCP port, 1 .. 65535, got {value}")
-    return value
-
-
 def add_serving_args(parser):
     """Add --host, --port and --auth to an argparse parser."""
     group = parser.add_argument_group("serving")
     group.add_argument("--host", default="127.0.0.1",
                        help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: every network, "
                             "with a warning)")
-    group.add_argument("--port", type=port, default=7860, help="port to listen on (default 7860)")
+    group.add_argument("--port", type=tcp_port, default=7860, help="port to listen on (default 7860)")
     group.add_argument("--auth", type=credentials, metavar="USER:PASSWORD",
                        help="ask for this user name and password before showing the page or answering the API")

@@ -16,9 +16,11 @@ from pathlib import Path
 from tqdm import tqdm
 
 from lib.config import add_config_args, config_from_args, data_layout
-from lib.utils.cli import first_line, one_line_warnings
+from lib.utils.cli import ArgumentParser, first_line, one_line_warnings
+from lib.utils.exit_codes import ExitCode
 from lib.utils.integrity import write_record
 from model.detector import Detector
+from model.options import ONNX_PACKAGES
 from model.precision import PRECISIONS
 from model.weights.loading import load_network
 
@@ -26,12 +28,9 @@ from .agreement import HEAD_NAMES, IOU, SCORE, detection_agreement, head_errors
 from .calibration import DEFAULT_COUNT, CalibrationBlobs, load_images
 from .quantize import DEFAULT_METHOD, KEEP_FLOAT, METHODS, SOURCE_KEY, int8_path, quantize_network, source_entry
 
-ONNX_PACKAGES = "onnx onnxruntime onnxscript"
-
-
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="python3 -m model.deploy", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="python3 -m model.deploy", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     quantize = commands.add_parser("quantize", help="calibrate and write an int8 ONNX model")
     compare = commands.add_parser("compare", help="head error and detection agreement against fp32")
@@ -188,7 +187,7 @@ def main(argv=None):
                 others["int8"] = int8_detector(int8, cfg, "--out")
         if check_images is not None:
             compare(args, cfg, reference, check_images, {p: others[p] for p in args.precisions if p in others})
-        return 0
+        return ExitCode.OK
     except FileNotFoundError as e:
         hint = " Fetch it with `make fetch-models`." if official and not args.model.is_file() else ""
         print(f"error: {e}.{hint}", file=sys.stderr)
@@ -199,7 +198,7 @@ def main(argv=None):
         print(f"error: {first_line(e)}", file=sys.stderr)
     except OSError as e:
         print(f"error: cannot write {e.filename}: {e.strerror}.", file=sys.stderr)
-    return 2
+    return ExitCode.BAD_INPUT
 
 
 if __name__ == "__main__":

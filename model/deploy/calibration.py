@@ -10,7 +10,7 @@ import numpy as np
 
 from lib.blob import prep_image
 from lib.image_io import ImageError, read_image
-from lib.sources import IMAGE_SUFFIXES
+from lib.sources import IMAGE_SUFFIXES, image_tree
 
 # Images used by default: enough for stable activation ranges (docs/inference.md §5.5).
 DEFAULT_COUNT = 32
@@ -25,15 +25,16 @@ class CalibrationWarning(UserWarning):
 
 
 def image_files(folder, role="calibration"):
-    """The image files (by extension) under `folder` and its subfolders, sorted; CalibrationError
-    naming the folder (`role`: what it is for) when there are none."""
+    """The image files under `folder` and its subfolders, found as test.py --dir finds them
+    (lib.sources.image_tree: by extension, hidden ones left out, sorted); CalibrationError naming the
+    folder (`role`: what it is for) when there are none."""
     folder = Path(folder)
     if not folder.exists():
         raise CalibrationError(f"{role} folder {folder} does not exist")
     if not folder.is_dir():
         raise CalibrationError(f"{role} folder {folder} is not a folder")
     try:
-        files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        files = image_tree(folder)
     except OSError as e:
         raise CalibrationError(f"{role} folder {folder} cannot be read ({e.strerror})") from None
     if not files:

@@ -105,6 +105,14 @@ def test_all_runs_each_benchmark_in_its_own_process_and_reports_failures(monkeyp
     assert re.search(r"^detect +ok +\d+\.\d s$", out, re.M)
 
 
+def test_a_bad_option_is_one_error_line_and_exit_code_2(capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main(["--smoke", "nms"])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert err == "error: options go after the benchmark's name: python3 -m benchmarks nms [options]\n"
+
+
 def test_the_library_and_scripts_do_not_import_benchmarks():
     files = [*ROOT.glob("lib/**/*.py"), *ROOT.glob("model/**/*.py"), *ROOT.glob("*.py")]
     importers = [str(f.relative_to(ROOT)) for f in files

@@ -75,7 +75,7 @@ def test_validation_gives_eval_py_ap_and_leaves_training_unchanged(wider, tmp_pa
 
     monkeypatch.chdir(tmp_path)
     assert eval_script.main(["--model", str(on / "SSH_iter_3.pth"), "--data", str(wider), "--device", "cpu",
-                             "--no_cache", "--set", "TEST.SCALES", "[64]", "--set", "TEST.MAX_SIZE", "96"]) == 0
+                             "--no-cache", "--set", "TEST.SCALES", "[64]", "--set", "TEST.MAX_SIZE", "96"]) == 0
     detections = tmp_path / "output" / "SSH" / "wider_val" / "SSH"
     results = json.loads((detections / "results.json").read_text())
     assert {s: results[s] for s in SETTINGS} == {s: records[2][f"val_ap_{s}"] for s in SETTINGS}

@@ -2,6 +2,8 @@
 import pytest
 
 import app
+import test as test_script
+from lib.utils.exit_codes import ExitCode
 from test import main as run_test_py
 
 
@@ -31,4 +33,25 @@ def test_only_a_non_local_host_is_warned_about(random_checkpoint, monkeypatch, c
 def test_bad_options_exit_2(argv, capsys):
     with pytest.raises(SystemExit) as stopped:
         app.parse_args(argv)
-    assert stopped.value.code == 2 and "error:" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert stopped.value.code == ExitCode.BAD_INPUT == 2 and err.startswith("error: ") and err.count("\n") == 1
+
+
+def test_a_missing_onnx_package_gets_test_py_message(random_checkpoint, tmp_path, monkeypatch, capsys):
+    def missing(*args, **kwargs):
+        raise ImportError("No module named 'onnxruntime'", name="onnxruntime")
+
+    monkeypatch.setattr(app, "build_detector", missing)
+    monkeypatch.setattr(test_script, "build_detector", missing)
+    _, pth = random_checkpoint
+    argv = ["--model", str(pth), "--device", "cpu"]
+    assert app.main(argv) == ExitCode.BAD_INPUT
+    said = capsys.readouterr().err
+    assert run_test_py(argv + ["--out", str(tmp_path)]) == ExitCode.BAD_INPUT
+    assert said == capsys.readouterr().err == (
+        "error: onnxruntime is missing; ONNX export and inference need `pip install onnx onnxruntime onnxscript`.\n")
+
+
+def test_underscore_spellings_are_hidden_aliases():
+    assert app.parse_args(["--max_upload_mb", "2", "--queue_size", "3"]) == \
+        app.parse_args(["--max-upload-mb", "2", "--queue-size", "3"])

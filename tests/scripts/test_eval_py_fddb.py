@@ -58,7 +58,7 @@ def test_detection_writes_the_official_file_in_list_order_and_evaluates_it(fddb,
     monkeypatch.setattr(model.detector, "build_detector", lambda *a: finder)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "w.pth").write_bytes(b"")
-    argv = ["--dataset", "fddb", "--images", str(pics), "--folds", str(folds), "--model", "w.pth", "--net_name", "fake",
+    argv = ["--dataset", "fddb", "--images", str(pics), "--folds", str(folds), "--model", "w.pth", "--net-name", "fake",
             "--set", "EXP_DIR", "exp"]
     assert eval_script.main(argv) == 0
     run = tmp_path / "output" / "exp" / "fddb" / "fake"

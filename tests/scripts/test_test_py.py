@@ -9,7 +9,8 @@ from lib.image_io import ImageWarning
 from lib.video import FrameReader
 from model.detector import Detector
 from lib.sources import output_stems
-from test import main
+from lib.utils.exit_codes import ExitCode
+from test import main, parse_args
 
 SMALL = ["--set", "TEST.SCALES", "[64]", "--set", "TEST.MAX_SIZE", "96", "--thresh", "0.05", "--device", "cpu"]
 
@@ -95,3 +96,12 @@ def test_frame_folder_goes_on_past_a_bad_frame(random_checkpoint, tmp_path, caps
     assert sorted(p.name for p in (out / "frames_ssh").iterdir()) == [f"00000{k}.txt" for k in (0, 1, 3, 4)]
     with FrameReader(out / "frames_ssh.mp4") as video:
         assert sum(1 for _ in video) == 4
+
+
+def test_underscore_spellings_are_hidden_aliases_and_errors_one_line(capsys):
+    hyphenated = parse_args(["--batch-size", "2", "--max-pixels", "0"])
+    assert parse_args(["--batch_size", "2", "--max_pixels", "0"]) == hyphenated and hyphenated.batch_size == 2
+    with pytest.raises(SystemExit) as stopped:
+        parse_args(["--batch_size", "0"])
+    assert stopped.value.code == ExitCode.BAD_INPUT == 2
+    assert capsys.readouterr().err == "error: argument --batch-size: must be at least 1, got 0\n"

@@ -12,6 +12,7 @@ import lib.video
 import test as test_script
 from lib.outputs import read_detections_json
 from lib.utils.atomic import TEMP_MARKER
+from lib.utils.exit_codes import ExitCode
 from lib.video import FrameReader
 from test import main
 
@@ -157,7 +158,7 @@ def test_ctrl_c_on_a_file_exits_130_with_valid_outputs(monkeypatch, tmp_path):
 
     scripted(monkeypatch, Interrupted())
     out = tmp_path / "out"
-    assert main(["--video", str(frames), "--out", str(out), "--save-json"]) == test_script.INTERRUPTED
+    assert main(["--video", str(frames), "--out", str(out), "--save-json"]) == ExitCode.INTERRUPTED
     assert len(face_brightness(out / "frames_ssh.mp4")) == 3
     assert [e["frame"] for e in read_detections_json(out / "detections.json")] == [0, 1, 2]
     assert no_temps(out)
@@ -327,7 +328,7 @@ def test_real_sigint_mid_run_leaves_valid_outputs(random_checkpoint, tmp_path):
         time.sleep(0.05)  # until the first frame's text file is written, however slow the machine is
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == test_script.INTERRUPTED, err
+    assert proc.returncode == ExitCode.INTERRUPTED, err
     written = int(err.split("stopped by Ctrl-C after ")[1].split()[0])
     assert 0 < written < 400
     assert len(face_brightness(out / "frames_ssh.mp4")) == written

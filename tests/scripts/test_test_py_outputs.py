@@ -9,6 +9,7 @@ from lib.config import get_config
 from lib.evaluation.run import run_detection, val_images
 from lib.evaluation.wider_txt import format_detections as wider_format
 from lib.outputs import crop_region, read_detections_json
+from lib.utils.exit_codes import ExitCode
 from model.detector import Detector
 from shared import DATA, needs_shared
 from test import main
@@ -153,12 +154,17 @@ def test_empty_folder_is_an_error_not_the_demo_photo(random_checkpoint, tmp_path
     (["--every", "2"], "apply to --video"),
     (["--hold", "3", "--video", "x.mp4"], "--hold keeps masks of --anonymize"),
     (["--video", "x.mp4", "--save-wider"], "--save-wider writes one file per image"),
-    (["--every", "0", "--video", "x.mp4"], "must be greater than 0"),
-    (["--crop-margin", "-1"], "must be 0 or more"),
+    (["--every", "0", "--video", "x.mp4"], "must be at least 1, got 0"),
+    (["--crop-margin", "-1"], "must be at least 0, got -1"),
     (["--anonymize", "smudge"], "invalid choice"),
     (["--thresh", "-1"], "must be a score from 0 to 1, got -1"),
     (["--thresh", "2"], "must be a score from 0 to 1, got 2"),
     (["--thresh", "nan"], "must be a score from 0 to 1, got nan"),
+    (["--thresh", "high"], "expected a score from 0 to 1, got 'high'"),
+    (["--mask-scale", "nan"], "must be greater than 0, got nan"),
+    (["--mask-scale", "inf"], "must be greater than 0, got inf"),
+    (["--crop-margin", "wide"], "expected a number, got 'wide'"),
+    (["--timeout", "0"], "must be a positive number of seconds, got 0"),
 ])
 def test_option_errors(args, message, capsys):
     with pytest.raises(SystemExit) as e:
@@ -255,7 +261,7 @@ def test_resume_finishes_an_interrupted_folder_run_as_one_run(random_checkpoint,
 
     monkeypatch.setattr(test_script, "build_detector", interrupted_after_one)
     out = tmp_path / "split"
-    assert main(args + ["--out", str(out)]) == test_script.INTERRUPTED
+    assert main(args + ["--out", str(out)]) == ExitCode.INTERRUPTED
     assert len(read_detections_json(out / "detections.json")) == 1
     monkeypatch.setattr(test_script, "build_detector", build)
     capsys.readouterr()

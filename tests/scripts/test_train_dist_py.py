@@ -179,7 +179,7 @@ def test_validation_is_shared_by_the_ranks_and_gives_eval_py_ap(tmp_path, monkey
     assert read(tmp_path / "logs" / "rank1.out") == ""
     monkeypatch.chdir(tmp_path)
     assert eval_script.main(["--model", str(out / "SSH_iter_2.pth"), "--data", str(data), "--device", "cpu",
-                             "--no_cache", *test]) == 0
+                             "--no-cache", *test]) == 0
     run = tmp_path / "output" / "SSH" / "wider_val" / "SSH"
     results = json.loads((run / "results.json").read_text())
     assert {s: results[s] for s in ("easy", "medium", "hard")} == {s: record[f"val_ap_{s}"] for s in

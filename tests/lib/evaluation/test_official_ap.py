@@ -45,8 +45,8 @@ def test_eval_script_missing_paths_exit_2(wider_gt, tmp_path, capsys):
     assert eval_script.main(["--predictions", str(tmp_path / "nope"), "--gt", str(GT_DIR)]) == 2
     assert eval_script.main(["--predictions", str(tmp_path), "--gt", str(tmp_path / "nogt")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"eval.py: error: predictions folder not found: {tmp_path / 'nope'}",
-                   f"eval.py: error: ground-truth file not found: {tmp_path / 'nogt' / 'wider_face_val.mat'}"]
+    assert err == [f"error: predictions folder not found: {tmp_path / 'nope'}",
+                   f"error: ground-truth file not found: {tmp_path / 'nogt' / 'wider_face_val.mat'}"]
 
 
 def test_a_subset_of_every_image_in_any_order_gives_the_official_ap(wider_gt, yolov7face, yolov7face_results):

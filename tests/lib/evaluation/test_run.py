@@ -8,6 +8,7 @@ import pytest
 import eval as eval_script
 from lib.evaluation.read_pred import read_pred_file
 from lib.evaluation.run import run_detection, val_images
+from lib.utils.exit_codes import ExitCode
 from shared import DATA, needs_shared, require
 
 MINI = DATA / "mini_wider"
@@ -116,7 +117,7 @@ def fake_eval(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     weights = tmp_path / "w.pth"
     weights.write_bytes(b"")
-    argv = ["--model", str(weights), "--data", str(MINI), "--gt", str(GT_DIR), "--net_name", "fake",
+    argv = ["--model", str(weights), "--data", str(MINI), "--gt", str(GT_DIR), "--net-name", "fake",
             "--set", "EXP_DIR", "exp"]
     return argv, tmp_path / "output" / "exp" / "wider_val" / "fake"
 
@@ -152,7 +153,7 @@ def test_eval_script_missing_model_exits_2(tmp_path, capsys):
     require(GT_DIR)
     argv = ["--model", str(tmp_path / "none.caffemodel"), "--data", str(MINI), "--gt", str(GT_DIR)]
     assert eval_script.main(argv) == 2
-    assert capsys.readouterr().err == f"eval.py: error: model file not found: {tmp_path / 'none.caffemodel'}\n"
+    assert capsys.readouterr().err == f"error: model file not found: {tmp_path / 'none.caffemodel'}\n"
 
 
 def test_eval_script_locks_its_run_folder_and_cleans_interrupted_writes(fake_eval, capsys):
@@ -180,8 +181,8 @@ def test_eval_script_ctrl_c_keeps_the_cache_and_the_rerun_goes_on(fake_eval, mon
 
     argv, run_dir = fake_eval
     monkeypatch.setattr(model.detector, "build_detector", lambda *a: FakeDetector(fail_after=4))
-    assert eval_script.main(argv) == eval_script.INTERRUPTED == 130
-    assert "eval.py: stopped; the detections cached so far are kept" in capsys.readouterr().err
+    assert eval_script.main(argv) == ExitCode.INTERRUPTED == 130
+    assert "stopped; the detections cached so far are kept" in capsys.readouterr().err
     assert len(list((run_dir / "cache").rglob("*.npy"))) == 4
     monkeypatch.setattr(model.detector, "build_detector", lambda *a: FakeDetector())
     with pytest.warns(UserWarning):
@@ -204,18 +205,18 @@ def test_run_names_undecodable_images_after_doing_the_others(mini, tmp_path):
     assert len(list((tmp_path / "cache").rglob("*.npy"))) == 2 == len(list((tmp_path / "pred").rglob("*.txt")))
 
 
-def test_images_ap_is_eval_py_on_those_images_alone(mini, tmp_path):
-    """The AP of a few images equals wider_eval of eval.py's prediction files against the ground truth of
-    those images; a second call writes its files afresh."""
+def test_images_scored_alone_get_eval_py_ap_on_those_images(mini, tmp_path):
+    """detect_images + score_images (validation during training) equal wider_eval of eval.py's prediction
+    files against the ground truth of those images; a second call writes its files afresh."""
     from lib.evaluation import load_ground_truth, wider_eval
-    from lib.evaluation.run import images_ap
+    from lib.evaluation.run import detect_images, score_images
 
     require(GT_DIR)
     names, root = mini
     gt = load_ground_truth(GT_DIR)
     run_detection(FakeDetector(), names, root, tmp_path / "eval", None, progress=False)
     expected = {s: r["ap"] for s, r in wider_eval(tmp_path / "eval", gt.subset(names)).items()}
-    assert images_ap(FakeDetector(), names, root, gt, tmp_path / "val") == expected
-    assert images_ap(FakeDetector(), names[:4], root, gt, tmp_path / "val") == {
+    assert score_images(detect_images(FakeDetector(), names, root), gt, tmp_path / "val") == expected
+    assert score_images(detect_images(FakeDetector(), names[:4], root), gt, tmp_path / "val") == {
         s: r["ap"] for s, r in wider_eval(tmp_path / "eval", gt.subset(names[:4])).items()}
     assert len(list((tmp_path / "val").rglob("*.txt"))) == 4

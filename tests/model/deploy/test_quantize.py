@@ -20,8 +20,9 @@ from lib.image_io import read_image  # noqa: E402
 from lib.utils.integrity import check_record  # noqa: E402
 from model.deploy.__main__ import main  # noqa: E402
 from model.deploy.agreement import HEAD_NAMES, head_errors, matched_count  # noqa: E402
+from lib.sources import image_tree  # noqa: E402
 from model.deploy.calibration import (CalibrationBlobs, CalibrationError, CalibrationWarning,  # noqa: E402
-                                      load_images)
+                                      image_files, load_images)
 from model.deploy.onnx_export import export_onnx  # noqa: E402
 from model.deploy import onnx_runtime  # noqa: E402
 from model.deploy.onnx_export import OUTPUT_NAMES  # noqa: E402
@@ -370,3 +371,13 @@ def test_image_folder_errors_name_the_folder(tmp_path):
     (tmp_path / "file.jpg").write_bytes(b"")
     with pytest.raises(CalibrationError, match=f"check folder {tmp_path / 'file.jpg'} is not a folder"):
         load_images(tmp_path / "file.jpg", role="check")
+
+
+def test_calibration_folders_are_searched_as_test_py_dir_searches(tmp_path):
+    """lib.sources.image_tree finds the images: any case of suffix, subfolders, hidden files and folders
+    (macOS ._ files, .cache/) left out."""
+    for name in ("b.jpg", "a/c.PNG", "a/d.webp", "a/._c.jpg", ".cache/e.jpg", "notes.txt"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    found = [tmp_path / "a" / "c.PNG", tmp_path / "a" / "d.webp", tmp_path / "b.jpg"]
+    assert image_files(tmp_path) == image_tree(tmp_path) == found
