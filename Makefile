@@ -37,9 +37,11 @@ demo: setup
 app: fetch-models
 	$(PY) app.py $(APP_ARGS)
 
-# The README's screenshots of the web app's tabs (docs/images/app_*.png), taken by its browser test.
+# The README's screenshots of the web app's tabs (docs/images/app_*.png) and of TensorBoard's scalars page
+# on a short training run (docs/images/tensorboard_scalars.png), taken by their browser tests.
 screenshots: setup browser
 	SSH_APP_SCREENSHOTS=docs/images $(PY) -m pytest -q tests/scripts/test_app.py
+	SSH_TB_SCREENSHOT=docs/images/tensorboard_scalars.png $(PY) -m pytest -q tests/scripts/test_tensorboard_page.py
 
 test: setup browser
 	$(PY) -m pytest -q

@@ -288,8 +288,8 @@ MUTATIONS = (
        "model/deploy/calibration.py", "prep_image(self.images[i], self.pixel_means, scale)",
        "prep_image(self.images[i], np.zeros(3, np.float32), scale)",
        f"{T_QUANT}::test_calibration_images_spread_over_subfolders_and_blobs_follow_the_test_levels"),
-    _m("calibration-top-folder-only", "calibration images only from the folder itself, not its event subfolders",
-       "model/deploy/calibration.py", "folder.rglob(\"*\")", "folder.glob(\"*\")",
+    _m("calibration-top-folder-only", "calibration images (and test.py --dir's) only from the folder itself, not its "
+       "subfolders", "lib/sources.py", "for path in sorted(folder.rglob(\"*\")):", "for path in sorted(folder.glob(\"*\")):",
        f"{T_QUANT}::test_calibration_images_spread_over_subfolders_and_blobs_follow_the_test_levels"),
     _m("int8-strip-halo-1", "int8 stage-1 strips read a 1-row halo (two 3x3 convolutions need 2)",
        "model/deploy/onnx_runtime.py", "a0, a1 = max(0, r0 - 2), min(height, r1 + 2)",

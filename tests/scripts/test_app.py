@@ -10,7 +10,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -27,6 +26,7 @@ import pytest
 from matplotlib import cbook
 from PIL import Image
 
+from browser import browser_binaries, free_port
 from test import main as run_test_py
 from video_fixtures import video_streams, write_video
 
@@ -36,24 +36,6 @@ USER, PASSWORD = "tester", "pass:word"
 MAX_UPLOAD_MB = 1
 MAX_VIDEO_SECONDS = 5
 WAIT = 60  # seconds the page may take for anything (a loaded CI machine)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def browser_binaries():
-    """(chromium, chromedriver) paths; skipped when missing (failed under CI, whose setup installs them)."""
-    found = shutil.which("chromium") or shutil.which("chromium-browser"), shutil.which("chromedriver")
-    if not all(found):
-        message = ("headless Chromium and chromedriver are missing: `make setup` installs them (Debian chromium, "
-                   "chromium-driver)")
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return found
 
 
 class Server:
