@@ -90,24 +90,12 @@ def probability(text):
 
 def minutes(text):
     """argparse type: a number of minutes >= 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of minutes, got {text!r}") from None
-    if not 0 <= value < math.inf:
-        raise argparse.ArgumentTypeError(f"must be a number of minutes >= 0, got {text}")
-    return value
+    return _finite_number("a number of minutes", lambda value: value >= 0, "a number of minutes >= 0")(text)
 
 
 def positive_seconds(text):
     """argparse type: a positive number of seconds."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not 0 < value < math.inf:
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
-    return value
+    return _finite_number("a number of seconds", lambda value: value > 0, "a positive number of seconds")(text)
 
 
 def tcp_port(text):
