@@ -1,11 +1,12 @@
-"""Small training hooks: the learning-rate schedule and the reports of a non-finite loss and of a lost peer.
+"""Small training hooks: the learning-rate schedule, the reports of a non-finite loss and of a lost peer, and
+the ranks' wait for rank 0's snapshots and pictures.
 
 The others have their own files: signals.py (stop requests), checkpointer.py (snapshots),
 metrics.py (metrics.jsonl, loss_curve.png), progress.py (the console), tensorboard.py.
 """
 from lib.training.step import NonFiniteLoss
 from lib.training.trainer import HookBase
-from lib.utils.distributed import PeerFailure, failure_message, lost_ranks
+from lib.utils.distributed import PeerFailure, failure_message, lost_ranks, results_group, wait_for_ranks
 
 
 class LRSchedule(HookBase):
@@ -51,3 +52,22 @@ class PeerFailureReport(HookBase):
         if isinstance(error, PeerFailure):
             lost = lost_ranks(self.store, self.rank, self.world_size, min(5.0, self.timeout))
             self.trainer.error = PeerFailure(failure_message(self.rank, lost, error))
+
+
+class RankSync(HookBase):
+    """Hook of every rank in a process group, registered after the hooks of rank 0's outputs: every `every`
+    steps (TRAIN.SNAPSHOT), once rank 0 has written the step's snapshot and drawn its TensorBoard pictures
+    (tens of seconds at the TEST scale on a CPU), the ranks wait for each other in a group of their own
+    (lib.utils.distributed.results_group) instead of in the next step's all-reduce, whose --timeout
+    those seconds could exceed."""
+
+    def __init__(self, every):
+        self.every = every
+        self._group = None
+
+    def before_train(self):
+        self._group = results_group()
+
+    def after_step(self):
+        if self.trainer.iter % self.every == 0:
+            wait_for_ranks(self._group, "waiting for rank 0's snapshot and pictures")

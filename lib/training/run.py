@@ -19,7 +19,7 @@ from lib.datasets import EpochSampler, TrainDataset, make_loader
 from lib.datasets.loader import raise_item_errors
 from lib.solver import CaffeSGD, StepLR
 from lib.training.checkpointer import Checkpointer, LatestCadence, snapshot_prefix
-from lib.training.hooks import LRSchedule, NonFiniteGuard, PeerFailureReport
+from lib.training.hooks import LRSchedule, NonFiniteGuard, PeerFailureReport, RankSync
 from lib.training.metrics import MetricsLog
 from lib.training.progress import ProgressBar
 from lib.training.resume import agree_on_start, resume_split_error
@@ -140,7 +140,7 @@ def fit(net, settings, roidb, out_dir, *, config, device, max_iters, workers=2, 
                 if tensorboard else None,
                 Checkpointer(out_dir, snapshot_prefix(settings.snapshot_infix), settings.snapshot, save, latest))
         if distributed:
-            trainer.register(PeerFailureReport(store, rank, world_size, timeout))
+            trainer.register(RankSync(settings.snapshot), PeerFailureReport(store, rank, world_size, timeout))
         return trainer.train()
 
 

@@ -353,3 +353,9 @@ def broadcast_from_rank0(obj, group, what):
     with _peer_errors(what):
         dist.broadcast_object_list(box, src=0, group=group)
     return box[0]
+
+
+def wait_for_ranks(group, what):
+    """Block until every rank of `group` reaches this call; PeerFailure naming `what` when a peer is lost."""
+    with _peer_errors(what):
+        dist.barrier(group=group)

@@ -28,10 +28,12 @@ from wider_fixtures import add_val_split, tiny_wider
 import eval as eval_script
 import train
 import train_dist
+from lib.solver import CaffeSGD, StepLR
+from lib.training import HookBase, LRSchedule, RankSync, Trainer
 from lib.training.metrics import read_metrics
 from lib.utils.exit_codes import ExitCode
-from lib.utils.distributed import (Launch, all_reduce_mean, broadcast_module, failure_message, launch_from, lost_ranks,
-                                   max_over_ranks, pick_device, split_iter_size)
+from lib.utils.distributed import (Launch, PeerFailure, all_reduce_mean, broadcast_module, failure_message, launch_from,
+                                   lost_ranks, max_over_ranks, pick_device, split_iter_size)
 from rounding import assert_normwise_close, relative_l2, summation_rtol
 from shared import ROOT as REPO
 from tb_events import scalars
@@ -581,6 +583,55 @@ def test_all_reduce_mean_broadcast_and_max_over_ranks():
         assert dtype == torch.float64
         assert weight == [[0.0, 0.0], [0.0, 0.0]]  # rank 0's
         assert maxima == [1, 0, 7, 2 ** 40 + 1]  # whole numbers, exact beyond float precision
+
+
+class _SlowRank0(HookBase):
+    """Rank 0 busy for `seconds` after every `every` steps, as when it draws TensorBoard pictures on a CPU."""
+
+    def __init__(self, every, seconds):
+        self.every, self.seconds = every, seconds
+
+    def after_step(self):
+        if self.trainer.iter % self.every == 0:
+            time.sleep(self.seconds)
+
+
+def _slow_rank0_run(rank, world_size, port, sync, results):
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size,
+                            timeout=datetime.timedelta(seconds=1))
+    try:
+        torch.manual_seed(0)
+        net = torch.nn.Linear(3, 1)
+        optimizer = CaffeSGD([{"params": net.parameters(), "lr_mult": 1}], lr=0.1, momentum=0.9)
+        items = [(torch.randn(2, 3), torch.randn(2, 1)) for _ in range(4)]
+        loss = lambda item: {"a_loss": (net(item[0]) - item[1]).pow(2).mean()}  # noqa: E731
+        trainer = Trainer(optimizer, lambda: iter(items), loss, start_iter=0, max_iters=4, iter_size=1,
+                          average=all_reduce_mean)
+        trainer.register(LRSchedule(StepLR(0.1, 0.1, 10)), _SlowRank0(2, 3.0) if rank == 0 else None,
+                         RankSync(2) if sync else None)
+        try:
+            results.put((rank, trainer.train()))
+        except PeerFailure as e:
+            results.put((rank, str(e)))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("sync", [True, False])
+def test_ranks_wait_for_rank_0s_snapshot_and_pictures_beyond_the_timeout(sync):
+    """Rank 0 busy for 3 s after step 2 (a snapshot and its TensorBoard pictures) with a 1 s collective
+    timeout: with RankSync every 2 steps the ranks wait for it and all 4 steps run; without it rank 1's
+    next all-reduce times out."""
+    ctx = mp.get_context("spawn")
+    results = ctx.Queue()
+    mp.start_processes(_slow_rank0_run, args=(2, free_port(), sync, results), nprocs=2, start_method="spawn",
+                       join=False).join(timeout=60)
+    got = dict(results.get(timeout=10) for _ in range(2))
+    if sync:
+        assert got == {0: (4, "done"), 1: (4, "done")}
+    else:
+        assert "while averaging gradients" in got[1]
 
 
 def test_launch_from_flags_or_torchrun_environment():
