@@ -2,6 +2,7 @@
 waits of downloads; the ../shared checks (tests/shared.py): skipped loudly without it, failed under
 SSH_REQUIRE_SHARED=1."""
 import os
+import signal
 
 import pytest
 import torch
@@ -11,6 +12,10 @@ from shared import SKIP_PREFIX, require
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "needs_shared(*paths): the test reads these files under ../shared")
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        # A shell starts background jobs (`make test &`, nohup) with Ctrl-C ignored, which Python and every
+        # process the tests start would inherit: the Ctrl-C tests need it delivered, as in a terminal.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_runtest_setup(item):
