@@ -112,6 +112,14 @@ def detect(args, cfg, run_dir):
         raise JobFailure(str(e)) from None
 
 
+def predictions_or_detect(args, cfg, run_dir, given_name):
+    """(predictions, name in the legends): --predictions and `given_name` when it was given, else this rank's
+    detection into `run_dir` (None on ranks other than 0) and --net-name."""
+    if args.predictions:
+        return Path(args.predictions), given_name
+    return detect(args, cfg, run_dir), args.net_name
+
+
 def fddb_names(args):
     """The FDDB images of the run, in list order (repeats kept): --list (or --folds), else the annotations'."""
     image_list = args.list or args.folds
@@ -237,12 +245,9 @@ def run_fddb(args, cfg):
     for path in filter(None, outputs):
         check_writable(path)  # before hours of detection, not after
     fddb_names(args)  # a bad list or annotation file fails before the model loads
-    if args.predictions:
-        predictions, name = Path(args.predictions), Path(args.predictions).stem
-    else:
-        predictions, name = detect(args, cfg, run_dir), args.net_name
-        if predictions is None:  # another rank than 0: rank 0 scores the job's file
-            return ExitCode.OK
+    predictions, name = predictions_or_detect(args, cfg, run_dir, Path(args.predictions or ".").stem)
+    if predictions is None:  # another rank than 0: rank 0 scores the job's file
+        return ExitCode.OK
     result = evaluate_fddb_files(args.annotations or args.folds, predictions, args.images, args.list or args.folds,
                                  box=args.fddb_box, roc_prefix=roc)
     report_fddb(result, name, roc, json_path, plot_path, args.baselines)
@@ -300,12 +305,9 @@ def run(args):
         for path in (json_path, plot_path):
             if path:
                 check_writable(path)  # before hours of detection, not after
-        if args.predictions:
-            pred_dir, name = Path(args.predictions), Path(args.predictions).name
-        else:
-            pred_dir, name = detect(args, cfg, run_dir), args.net_name
-            if pred_dir is None:  # another rank than 0: rank 0 scores the job's files
-                return ExitCode.OK
+        pred_dir, name = predictions_or_detect(args, cfg, run_dir, Path(args.predictions or ".").name)
+        if pred_dir is None:  # another rank than 0: rank 0 scores the job's files
+            return ExitCode.OK
         results = wider_eval(pred_dir, gt, SETTINGS)
         report(results, pred_dir, gt_dir, name, cfg.MATLAB, json_path, plot_path, args.baselines)
     except KeyboardInterrupt:

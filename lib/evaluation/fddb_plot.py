@@ -7,10 +7,8 @@ import re
 from pathlib import Path
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
-from lib.utils.atomic import atomic_path
+from lib.utils.figures import new_figure, save_png
 
 from .fddb import tpr_at
 from .fddb_io import read_roc
@@ -60,8 +58,7 @@ def plot_fddb_roc(result, out_path, kind="discrete", name="SSH", baselines=()):
     ours = np.asarray(result[kind] if isinstance(result, dict) else result)
     curves = [(name, ours)] + [(method_name(p), read_roc(p)) for p in baselines]
     order = sorted(range(len(curves)), key=lambda k: -tpr_at(curves[k][1], MAX_FP))
-    fig = Figure(figsize=(13, 5.5), dpi=100)
-    FigureCanvasAgg(fig)
+    fig = new_figure(13, 5.5)
     for panel, scale in enumerate(("linear", "log")):
         ax = fig.add_subplot(1, 2, panel + 1)
         for k in order:
@@ -73,8 +70,4 @@ def plot_fddb_roc(result, out_path, kind="discrete", name="SSH", baselines=()):
                ylabel="True positive rate", title=f"FDDB {kind} ROC ({scale} x)")
         ax.grid(True, which="both", alpha=0.4)
         ax.legend(loc="lower right", fontsize=7)
-    fig.tight_layout()
-    out_path = Path(out_path)
-    with atomic_path(out_path) as tmp:
-        fig.savefig(tmp, format="png")
-    return out_path
+    return save_png(fig, out_path)

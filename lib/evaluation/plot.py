@@ -9,10 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import scipy.io
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
-from lib.utils.atomic import atomic_path
+from lib.utils.figures import new_figure, save_png
 
 from .voc_ap import voc_ap
 
@@ -66,8 +64,7 @@ def load_baselines(baseline_dir, setting):
 
 def plot_pr_curves(results, out_path, name="SSH", baseline_dir=None):
     """Write a PNG of the PR curves in `results` ({setting: {"precision", "recall"}}) to `out_path`."""
-    fig = Figure(figsize=(6 * len(results), 5), dpi=100)
-    FigureCanvasAgg(fig)
+    fig = new_figure(6 * len(results), 5)
     for k, (setting, r) in enumerate(results.items()):
         ax = fig.add_subplot(1, len(results), k + 1)
         curves = [(name, r["precision"], r["recall"])]
@@ -80,8 +77,4 @@ def plot_pr_curves(results, out_path, name="SSH", baseline_dir=None):
         ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="Recall", ylabel="Precision", title=f"WIDER val {setting}")
         ax.grid(True)
         ax.legend(loc="lower left", fontsize=8)
-    fig.tight_layout()
-    out_path = Path(out_path)
-    with atomic_path(out_path) as tmp:
-        fig.savefig(tmp, format="png")
-    return out_path
+    return save_png(fig, out_path)

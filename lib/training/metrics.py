@@ -11,12 +11,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from lib.training.progress import say
 from lib.training.trainer import HookBase
-from lib.utils.atomic import atomic_path, atomic_write_bytes, atomic_write_text
+from lib.utils.atomic import atomic_write_bytes, atomic_write_text
+from lib.utils.figures import new_figure, save_png
 
 
 def read_metrics(path):
@@ -38,8 +37,7 @@ def running_mean(values, window):
 
 def plot_losses(records, path, window=20):
     """Write a PNG of each loss (running mean over `window` iterations) against the iteration."""
-    fig = Figure(figsize=(9, 5), dpi=100)
-    FigureCanvasAgg(fig)
+    fig = new_figure(9, 5)
     ax = fig.add_subplot()
     if records:
         iters = [r["iteration"] for r in records]
@@ -51,9 +49,7 @@ def plot_losses(records, path, window=20):
     ax.set_xlabel("iteration")
     ax.set_ylabel(f"loss (mean of {window} iterations)")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
+    save_png(fig, path)
 
 
 def drop_torn_line(path):
